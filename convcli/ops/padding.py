@@ -1,0 +1,82 @@
+"""Border handling: one name per idea, and the one table that maps names between libraries.
+
+convcli uses numpy/PyTorch names. ``reflect`` mirrors about the edge pixel
+without repeating it (``d c b | a b c d``); ``symmetric`` repeats it
+(``b a | a b c d``).
+
+================  ==============  ================  ====================  ============
+convcli           numpy.pad       scipy.ndimage     OpenCV                PyTorch F.pad
+================  ==============  ================  ====================  ============
+zeros             constant (0)    constant (0)      BORDER_CONSTANT       constant
+constant          constant (v)    constant (cval)   BORDER_CONSTANT       constant
+reflect           reflect         mirror            BORDER_REFLECT_101    reflect
+symmetric         symmetric       reflect           BORDER_REFLECT        —
+replicate         edge            nearest           BORDER_REPLICATE      replicate
+circular          wrap            wrap              BORDER_WRAP           circular
+================  ==============  ================  ====================  ============
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convcli.errors import ParameterError
+
+PAD_MODES = ("zeros", "constant", "reflect", "symmetric", "replicate", "circular")
+
+#: convcli name -> name in each library (None: the library has no such mode).
+PAD_MODE_NAMES: dict[str, dict[str, str | None]] = {
+    "zeros": {"numpy": "constant", "scipy": "constant", "opencv": "BORDER_CONSTANT", "torch": "constant"},
+    "constant": {"numpy": "constant", "scipy": "constant", "opencv": "BORDER_CONSTANT", "torch": "constant"},
+    "reflect": {"numpy": "reflect", "scipy": "mirror", "opencv": "BORDER_REFLECT_101", "torch": "reflect"},
+    "symmetric": {"numpy": "symmetric", "scipy": "reflect", "opencv": "BORDER_REFLECT", "torch": None},
+    "replicate": {"numpy": "edge", "scipy": "nearest", "opencv": "BORDER_REPLICATE", "torch": "replicate"},
+    "circular": {"numpy": "wrap", "scipy": "wrap", "opencv": "BORDER_WRAP", "torch": "circular"},
+}  # fmt: skip
+
+
+def check_pad_mode(mode: str) -> str:
+    """Return ``mode`` if it is a known padding mode, else raise :class:`ParameterError`."""
+    if mode not in PAD_MODES:
+        raise ParameterError(f"pad mode must be one of {', '.join(PAD_MODES)}; got {mode!r}")
+    return mode
+
+
+def pad2d(
+    x: np.ndarray,
+    pad: tuple[int, int, int, int],
+    *,
+    mode: str = "reflect",
+    value: float = 0.0,
+) -> np.ndarray:
+    """Pad the last two axes of ``x`` by ``(top, bottom, left, right)``.
+
+    Padding wider than the image repeats the rule (numpy's behaviour), so every
+    mode works on any size.
+
+    Examples
+    --------
+    >>> row = np.array([[1.0, 2.0, 3.0, 4.0]])
+    >>> pad2d(row, (0, 0, 2, 0), mode="reflect")[0].tolist()
+    [3.0, 2.0, 1.0, 2.0, 3.0, 4.0]
+    >>> pad2d(row, (0, 0, 2, 0), mode="symmetric")[0].tolist()
+    [2.0, 1.0, 1.0, 2.0, 3.0, 4.0]
+    >>> pad2d(row, (0, 0, 1, 1), mode="constant", value=9)[0].tolist()
+    [9.0, 1.0, 2.0, 3.0, 4.0, 9.0]
+    """
+    check_pad_mode(mode)
+    top, bottom, left, right = pad
+    if not (top or bottom or left or right):
+        return x
+    widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
+    if mode in ("zeros", "constant"):
+        fill = 0.0 if mode == "zeros" else float(value)
+        out = np.full(
+            x.shape[:-2] + (x.shape[-2] + top + bottom, x.shape[-1] + left + right),
+            fill,
+            dtype=x.dtype,
+        )
+        out[..., top : top + x.shape[-2], left : left + x.shape[-1]] = x
+        return out
+    np_mode = PAD_MODE_NAMES[mode]["numpy"]
+    return np.pad(x, widths, mode=np_mode)  # type: ignore[call-overload]

@@ -1,0 +1,123 @@
+"""Max, min and average pooling, and their global forms (PyTorch's rules)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from convcli.errors import ParameterError, ShapeError
+from convcli.ops.conv import result_dtype
+from convcli.shapes import POOL_OPS, PaddingSpec, StageGeometry, pool_geometry
+
+
+def pool2d(
+    x: np.ndarray,
+    op: str = "max",
+    *,
+    size: int | Sequence[int] = 2,
+    stride: int | Sequence[int] | None = None,
+    padding: PaddingSpec = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    dtype: Any = None,
+) -> np.ndarray:
+    """Pool each channel of a ``(C, H, W)`` (or ``(H, W)``) array on its own.
+
+    Parameters
+    ----------
+    op : ``max``, ``avg``, ``min``, ``global-max``, ``global-avg``
+        Global ops reduce each channel to ``1×1`` and ignore the other options.
+    size, stride : int or (int, int)
+        Window and step; ``stride`` defaults to ``size``. Windows overlap when
+        stride < size.
+    padding : P, (PH, PW), ``"valid"`` or ``"same"``
+        Implicit padding: ``-inf`` for max, ``+inf`` for min, zeros for avg.
+        Explicit padding may be at most half the window (PyTorch's limit).
+    ceil_mode : bool
+        Round the output size up, keeping a last partial window unless it
+        would start inside the bottom/right padding.
+    count_include_pad : bool
+        For avg: divide by the window size including padding (PyTorch's
+        default) or only by the real pixels it covers.
+    dtype : float32 or float64, optional
+        As for :func:`convcli.conv2d`.
+
+    Examples
+    --------
+    >>> x = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]], np.float32)
+    >>> pool2d(x, "max", size=2)
+    array([[ 6.,  8.],
+           [14., 16.]], dtype=float32)
+    >>> pool2d(x, "avg", size=3, stride=1)      # overlapping windows
+    array([[ 6.,  7.],
+           [10., 11.]], dtype=float32)
+    >>> pool2d(x, "global-max")
+    array([[16.]], dtype=float32)
+    """
+    if op not in POOL_OPS:
+        raise ParameterError(f"pool op must be one of {', '.join(POOL_OPS)}; got {op!r}")
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise ParameterError(f"input must hold real numbers, got dtype {arr.dtype}")
+    was_2d = arr.ndim == 2
+    if was_2d:
+        arr = arr[None]
+    if arr.ndim != 3 or 0 in arr.shape:
+        raise ShapeError(f"input must be a non-empty (H, W) or (C, H, W) array; got shape {np.shape(x)}")
+    dt = result_dtype(arr, dtype)
+    arr = np.asarray(arr, dtype=dt)
+    geom = pool_geometry(
+        arr.shape, op=op, size=size, stride=stride, padding=padding, ceil_mode=ceil_mode
+    )
+    if op == "global-max":
+        out = arr.max(axis=(1, 2), keepdims=True)
+    elif op == "global-avg":
+        out = arr.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(dt)
+    else:
+        out = _windowed(arr, op, geom, count_include_pad)
+    return out[0] if was_2d else out
+
+
+def _windowed(x: np.ndarray, op: str, geom: StageGeometry, count_include_pad: bool) -> np.ndarray:
+    c, h, w = x.shape
+    _, ho, wo = geom.out_shape
+    kh, kw = geom.kernel_hw
+    sy, sx = geom.stride
+    top, bottom, left, right = geom.padding
+    # ceil mode can need room past the padded input: fill it like the padding
+    extra_b = max(0, (ho - 1) * sy + kh - (h + top + bottom))
+    extra_r = max(0, (wo - 1) * sx + kw - (w + left + right))
+    fill = {"max": -np.inf, "min": np.inf, "avg": 0.0}[op]
+    pads = (top, bottom + extra_b, left, right + extra_r)
+    if any(pads):
+        xp = np.full((c, h + pads[0] + pads[1], w + pads[2] + pads[3]), fill, dtype=x.dtype)
+        xp[:, top : top + h, left : left + w] = x
+    else:
+        xp = x
+    reduce = {"max": np.maximum, "min": np.minimum, "avg": np.add}[op]
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            view = xp[:, i : i + (ho - 1) * sy + 1 : sy, j : j + (wo - 1) * sx + 1 : sx]
+            if out is None:
+                out = view.copy()
+            else:
+                reduce(out, view, out=out)
+    assert out is not None
+    if op == "avg":
+        if count_include_pad:
+            lo, hi = (0, 0), (h + top + bottom, w + left + right)
+        else:
+            lo, hi = (top, left), (top + h, left + w)
+        cy = _window_counts(ho, kh, sy, lo[0], hi[0])
+        cx = _window_counts(wo, kw, sx, lo[1], hi[1])
+        out /= np.outer(cy, cx).astype(x.dtype)
+    return out
+
+
+def _window_counts(n_out: int, k: int, s: int, lo: int, hi: int) -> np.ndarray:
+    """How many positions of each window along one axis fall inside ``[lo, hi)``."""
+    start = np.arange(n_out) * s
+    return np.clip(np.minimum(start + k, hi) - np.maximum(start, lo), 1, None)
