@@ -31,6 +31,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
+    # ruff: noqa: F401  (re-exported lazily through __getattr__)
     from convcli.errors import ConvcliError, ImageError, KernelError, ParameterError, ShapeError
     from convcli.imageio import read_image, write_feature_maps
     from convcli.kernels import load_kernel

@@ -62,7 +62,9 @@ def as_pair(value: int | Sequence[int] | str, name: str, *, minimum: int = 1) ->
         try:
             items = [_as_int(v, name) for v in value]  # type: ignore[union-attr]
         except TypeError:
-            raise ParameterError(f"{name} must be a whole number or a pair, got {value!r}") from None
+            raise ParameterError(
+                f"{name} must be a whole number or a pair, got {value!r}"
+            ) from None
     if len(items) == 1:
         items = items * 2
     if len(items) != 2:
@@ -109,7 +111,9 @@ def parse_padding(value: PaddingSpec) -> str | Pad4:
         try:
             items = [_as_int(v, "padding") for v in value]  # type: ignore[union-attr]
         except TypeError:
-            raise ParameterError(f"padding must be a word or whole numbers, got {value!r}") from None
+            raise ParameterError(
+                f"padding must be a word or whole numbers, got {value!r}"
+            ) from None
     if any(v < 0 for v in items):
         raise ParameterError(f"padding must not be negative, got {value!r}")
     if len(items) == 1:
@@ -257,7 +261,9 @@ def _axis(
     axis: str, n: int, k: int, s: int, d: int, before: int, after: int, ceil_mode: bool, pool: bool
 ) -> AxisFormula:
     if pool:
-        out = pool_output_size(n, k, stride=s, pad_before=before, pad_after=after, ceil_mode=ceil_mode)
+        out = pool_output_size(
+            n, k, stride=s, pad_before=before, pad_after=after, ceil_mode=ceil_mode
+        )
     else:
         out = conv_output_size(n, k, stride=s, dilation=d, pad_before=before, pad_after=after)
     covered = (out - 1) * s + effective_size(k, d) if out > 0 else 0
@@ -381,7 +387,9 @@ def pool_geometry(
         if spec == "full":
             raise ParameterError("pool padding must be P, PH,PW, valid or same; 'full' is for conv")
         pad = resolve_padding(spec, (h, w), (kh, kw), stride=st, dilation=(1, 1))
-        if isinstance(spec, tuple) and (max(pad[0], pad[1]) > kh // 2 or max(pad[2], pad[3]) > kw // 2):
+        if isinstance(spec, tuple) and (
+            max(pad[0], pad[1]) > kh // 2 or max(pad[2], pad[3]) > kw // 2
+        ):
             raise ParameterError(
                 f"pool padding {pad[0]},{pad[2]} must be at most half the window {kh}×{kw}"
                 " (a window would see only padding)"
@@ -405,8 +413,9 @@ def _unused_warnings(fy: AxisFormula, fx: AxisFormula) -> tuple[str, ...]:
     out = []
     for f, what in ((fy, "rows"), (fx, "columns")):
         if f.unused:
+            noun = what if f.unused > 1 else what[:-1]
             out.append(
-                f"stride {f.stride} leaves the last {f.unused} input {what if f.unused > 1 else what[:-1]}"
+                f"stride {f.stride} leaves the last {f.unused} input {noun}"
                 f" unused ({f.axis}: {f.size_in} + padding {f.pad_before}+{f.pad_after})"
             )
     return tuple(out)

@@ -50,9 +50,11 @@ def conv_kwargs(case: dict) -> dict:
 
 def _conv_params():
     for case in CONV_CASES:
-        methods = ["auto", "direct", "gemm"] if case["kernel"].startswith(("layer", "group")) else [
-            "auto", "direct", "fft", "gemm"
-        ]
+        methods = (
+            ["auto", "direct", "gemm"]
+            if case["kernel"].startswith(("layer", "group"))
+            else ["auto", "direct", "fft", "gemm"]
+        )
         for method in methods:
             yield pytest.param(case, method, id=f"{case['id']}-{case['kernel']}-{method}")
 

@@ -38,7 +38,9 @@ def _pair(v: Any) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (v[0], v[1])
 
 
-def ref_padding(padding: Any, hw: tuple[int, int], khw: tuple[int, int], s: Any, d: Any) -> list[int]:
+def ref_padding(
+    padding: Any, hw: tuple[int, int], khw: tuple[int, int], s: Any, d: Any
+) -> list[int]:
     s, d = _pair(s), _pair(d)
     if padding == "valid":
         return [0, 0, 0, 0]
@@ -62,13 +64,13 @@ def torch_pad(x: Any, pads: list[int], mode: str, value: float) -> Any:
     import torch
     import torch.nn.functional as F
 
-    t, b, l, r = pads
+    top, bottom, left, right = pads
     if mode == "symmetric":
-        arr = np.pad(x.numpy(), [(0, 0), (0, 0), (t, b), (l, r)], mode="symmetric")
+        arr = np.pad(x.numpy(), [(0, 0), (0, 0), (top, bottom), (left, right)], mode="symmetric")
         return torch.from_numpy(arr)
     tmode = {"zeros": "constant", "constant": "constant"}.get(mode, mode)
     kw = {"value": value if mode == "constant" else 0.0} if tmode == "constant" else {}
-    return F.pad(x, (l, r, t, b), mode=tmode, **kw)
+    return F.pad(x, (left, right, top, bottom), mode=tmode, **kw)
 
 
 def torch_conv(x: np.ndarray, w: np.ndarray, p: dict[str, Any]) -> np.ndarray:
@@ -157,7 +159,12 @@ def conv_cases(seed: int, n: int) -> list[dict[str, Any]]:
 def pool_cases() -> list[dict[str, Any]]:
     cases = []
     for op, size, stride, padding, ceil_mode, cip in itertools.product(
-        ["max", "avg", "min"], [2, 3, [2, 3]], [None, 1, 2, [1, 2]], [0, 1], [False, True], [True, False]
+        ["max", "avg", "min"],
+        [2, 3, [2, 3]],
+        [None, 1, 2, [1, 2]],
+        [0, 1],
+        [False, True],
+        [True, False],
     ):
         if op != "avg" and not cip:
             continue

@@ -207,7 +207,9 @@ def _bias_vector(bias: Any, n: int, dt: np.dtype) -> np.ndarray:
     try:
         b = np.asarray(bias, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ParameterError(f"bias must be a number or one number per output, got {bias!r}") from None
+        raise ParameterError(
+            f"bias must be a number or one number per output, got {bias!r}"
+        ) from None
     if b.size == 1:
         b = np.repeat(b, n)
     if b.size != n:
@@ -392,7 +394,9 @@ def _fft(
     for ch in range(xp.shape[0]):
         full = np.fft.irfft2(np.fft.rfft2(xp[ch], s=(fh, fw)) * kf, s=(fh, fw))
         valid = full[eh - 1 : hp, ew - 1 : wp]
-        out[ch] = valid[: (ho - 1) * stride[0] + 1 : stride[0], : (wo - 1) * stride[1] + 1 : stride[1]]
+        out[ch] = valid[
+            : (ho - 1) * stride[0] + 1 : stride[0], : (wo - 1) * stride[1] + 1 : stride[1]
+        ]
     return out
 
 

@@ -25,14 +25,18 @@ from convcli.errors import ParameterError
 PAD_MODES = ("zeros", "constant", "reflect", "symmetric", "replicate", "circular")
 
 #: convcli name -> name in each library (None: the library has no such mode).
+_LIBRARIES = ("numpy", "scipy", "opencv", "torch")
 PAD_MODE_NAMES: dict[str, dict[str, str | None]] = {
-    "zeros": {"numpy": "constant", "scipy": "constant", "opencv": "BORDER_CONSTANT", "torch": "constant"},
-    "constant": {"numpy": "constant", "scipy": "constant", "opencv": "BORDER_CONSTANT", "torch": "constant"},
-    "reflect": {"numpy": "reflect", "scipy": "mirror", "opencv": "BORDER_REFLECT_101", "torch": "reflect"},
-    "symmetric": {"numpy": "symmetric", "scipy": "reflect", "opencv": "BORDER_REFLECT", "torch": None},
-    "replicate": {"numpy": "edge", "scipy": "nearest", "opencv": "BORDER_REPLICATE", "torch": "replicate"},
-    "circular": {"numpy": "wrap", "scipy": "wrap", "opencv": "BORDER_WRAP", "torch": "circular"},
-}  # fmt: skip
+    name: dict(zip(_LIBRARIES, row, strict=True))
+    for name, row in {
+        "zeros": ("constant", "constant", "BORDER_CONSTANT", "constant"),
+        "constant": ("constant", "constant", "BORDER_CONSTANT", "constant"),
+        "reflect": ("reflect", "mirror", "BORDER_REFLECT_101", "reflect"),
+        "symmetric": ("symmetric", "reflect", "BORDER_REFLECT", None),
+        "replicate": ("edge", "nearest", "BORDER_REPLICATE", "replicate"),
+        "circular": ("wrap", "wrap", "BORDER_WRAP", "circular"),
+    }.items()
+}
 
 
 def check_pad_mode(mode: str) -> str:

@@ -65,7 +65,9 @@ def pool2d(
     if was_2d:
         arr = arr[None]
     if arr.ndim != 3 or 0 in arr.shape:
-        raise ShapeError(f"input must be a non-empty (H, W) or (C, H, W) array; got shape {np.shape(x)}")
+        raise ShapeError(
+            f"input must be a non-empty (H, W) or (C, H, W) array; got shape {np.shape(x)}"
+        )
     dt = result_dtype(arr, dtype)
     arr = np.asarray(arr, dtype=dt)
     geom = pool_geometry(
