@@ -42,7 +42,7 @@ def parse_activation(spec: str | None) -> tuple[str, float]:
 
 
 def activate(x: np.ndarray, activation: str | None, *, out: np.ndarray | None = None) -> np.ndarray:
-    """Apply an activation: ``none``, ``relu``, ``leaky-relu[:slope]``, ``sigmoid``, ``tanh``, ``abs``.
+    """Apply an activation (none, relu, leaky-relu[:slope], sigmoid, tanh or abs) to ``x``.
 
     Writes into ``out`` (which may be ``x``) when given.
 
