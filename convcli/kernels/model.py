@@ -118,6 +118,8 @@ def separable_factors(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     sign = 1.0 if w[i, j] > 0 else -1.0
     col = sign * w[:, j]
     row = sign * w[i, :] / w[i, j]
+    if row.sum() < -1e-12:  # prefer a row that sums positive: [-1, 0, 1]ᵀ × [1, 1, 1]
+        col, row = -col, -row
     cs, rs = float(col.sum()), float(row.sum())
     if abs(cs) > 1e-12 and abs(rs) > 1e-12 and not np.allclose(col, np.round(col)):
         col, row = col / cs, row * cs

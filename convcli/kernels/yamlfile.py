@@ -531,7 +531,7 @@ def describe_weights(w: np.ndarray) -> str:
     """One line about a 2-D kernel: size, sum, separability and symmetry.
 
     >>> describe_weights(np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]))
-    '3×3, sum 0, separable (rank 1): [1, 2, 1]ᵀ × [-1, 0, 1]; symmetric up-down'
+    '3×3, sum 0, separable (rank 1): [1, 2, 1]ᵀ × [-1, 0, 1]; symmetric (up-down)'
     """
     parts = [f"{_shape_text(w.shape)}, sum {weights_sum(w):.6g}"]
     factors = separable_factors(w)
@@ -547,7 +547,7 @@ def describe_weights(w: np.ndarray) -> str:
     sym = symmetry(w)
     text = ", ".join(parts)
     if sym != "none":
-        text += f"; symmetric {sym}" if sym != "point" else "; symmetric under a 180° turn"
+        text += f"; symmetric ({sym})" if sym != "point" else "; symmetric under a 180° turn"
     return text
 
 

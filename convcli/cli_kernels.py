@@ -1,0 +1,115 @@
+"""``convcli kernels list | show | validate``.
+
+Only typer is imported at module level, so ``convcli --help`` stays fast; numpy,
+Rich and the kernel code are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="List, show and validate kernels.", no_args_is_help=True)
+
+KernelDirs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--kernel-dir",
+        "-K",
+        help="Folder to search for NAME.yaml before $CONVCLI_KERNEL_PATH and ./kernels "
+        "(repeatable).",
+        file_okay=False,
+    ),
+]
+
+
+def _console():  # noqa: ANN202 - Rich is imported lazily
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@app.command("list")
+def list_kernels(kernel_dirs: KernelDirs = None) -> None:
+    """List the built-in kernels and the YAML kernel files in the search folders."""
+    from rich.text import Text
+
+    from convcli.errors import KernelError
+    from convcli.kernels import BUILTINS, builtin_kernel, find_kernel_files, read_kernel_file
+    from convcli.report_kernels import kernel_list_table
+
+    console = _console()
+    rows = []
+    for name, b in BUILTINS.items():
+        rows.append((b.signature, builtin_kernel(name), b.summary))
+    console.print(kernel_list_table("Built-in kernels (defaults shown)", rows))
+
+    files = find_kernel_files(kernel_dirs or ())
+    file_rows = []
+    for path in files:
+        try:
+            kernel, _ = read_kernel_file(path)
+            description = Text(kernel.description)
+            description.append(f" ({path})" if kernel.description else str(path), style="dim")
+            file_rows.append((path.stem, kernel, description))
+        except KernelError as exc:
+            file_rows.append((path.stem, exc, ""))
+    if file_rows:
+        console.print()
+        console.print(kernel_list_table("Kernel files (use the name with -k)", file_rows))
+    else:
+        console.print("\nNo kernel files found (searched --kernel-dir, $CONVCLI_KERNEL_PATH, "
+                      "./kernels).", style="dim")  # fmt: skip
+
+
+@app.command("show")
+def show(
+    name: Annotated[
+        str, typer.Argument(help="Built-in (gaussian:7:1.5), file, or NAME.yaml stem.")
+    ],
+    kernel_dirs: KernelDirs = None,
+) -> None:
+    """Show a kernel's weights as a heatmap, with its sum, rank and symmetry."""
+    from convcli.kernels import load_kernel
+    from convcli.report_kernels import kernel_view
+
+    kernel = load_kernel(name, kernel_dirs=kernel_dirs or ())
+    _console().print(kernel_view(kernel))
+
+
+@app.command("validate")
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="YAML kernel files to check.")],
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and warnings, no info lines.")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 2 on warnings too.")] = False,
+) -> None:
+    """Lint kernel files: one line per finding, ``file:line: severity: message``.
+
+    Exits 2 if any file has an error (or, with --strict, a warning), else 0.
+    """
+    from rich.console import Console
+
+    from convcli.kernels import lint_kernel_file
+    from convcli.report_kernels import findings_text
+
+    console = _console()
+    counts = {"error": 0, "warning": 0, "info": 0}
+    for path in files:
+        findings = lint_kernel_file(path)
+        for f in findings:
+            counts[f.severity] += 1
+        shown = [f for f in findings if not (quiet and f.severity == "info")]
+        if shown:
+            console.print(findings_text(shown), soft_wrap=True)
+    n = len(files)
+    summary = (
+        f"{n} file{'s' * (n != 1)} checked: {counts['error']} error(s), "
+        f"{counts['warning']} warning(s)"
+    )
+    Console(stderr=True, highlight=False).print(summary, style="dim")
+    if counts["error"] or (strict and counts["warning"]):
+        raise typer.Exit(code=2)
