@@ -203,8 +203,15 @@ def reference_png16(hwc: np.ndarray, *, interlace: bool = False) -> bytes:
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     bpp = 2 * c
     passes = (
-        [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2),
-         (1, 0, 2, 1)]
+        [
+            (0, 0, 8, 8),
+            (0, 4, 8, 8),
+            (4, 0, 8, 4),
+            (0, 2, 4, 4),
+            (2, 0, 4, 2),
+            (0, 1, 2, 2),
+            (1, 0, 2, 1),
+        ]
         if interlace
         else [(0, 0, 1, 1)]
     )
@@ -676,8 +683,14 @@ def test_npz_holds_maps_labels_params(tmp_path):
     maps = np.random.default_rng(0).normal(size=(4, 3, 2))
     params = {"kernel": "sobel", "stride": [1, 1], "out": tmp_path}
     res = write_feature_maps(
-        maps, out=tmp_path, stem="s", name="sobel", fmt="npz", layout="bank:2",
-        labels=["x", "y"], params=params,
+        maps,
+        out=tmp_path,
+        stem="s",
+        name="sobel",
+        fmt="npz",
+        layout="bank:2",
+        labels=["x", "y"],
+        params=params,
     )
     assert res.paths == [tmp_path / "s.sobel.npz"]
     with np.load(res.paths[0]) as z:
@@ -819,7 +832,12 @@ def test_dry_run_writes_nothing(tmp_path):
 def test_montage(tmp_path):
     maps = np.random.default_rng(0).normal(size=(6, 20, 30))
     res = write_feature_maps(
-        maps, out=tmp_path, stem="s", name="k", layout="maps", montage=True,
+        maps,
+        out=tmp_path,
+        stem="s",
+        name="k",
+        layout="maps",
+        montage=True,
         labels=[f"map-{i}" for i in range(6)],
     )
     assert res.paths[-1] == tmp_path / "s.k.montage.png" and len(res.paths) == 7
@@ -990,7 +1008,9 @@ def test_16bit_png_understood_by_imagemagick(tmp_path):
     res = write_feature_maps(ints / 65535, out=tmp_path, stem="s", name="k", bit_depth=16)
     out = subprocess.run(
         ["convert", str(res.paths[0]), "-depth", "16", "txt:-"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "(0,0,0)" in out.replace(" ", "") or "0,0,0" in out
     assert "65535,65535,65535" in out.replace(" ", "")

@@ -1,0 +1,46 @@
+"""Images in and out: Pillow <-> ``(C, H, W)`` float arrays, feature-map writers.
+
+Reading (:func:`load_image`, :func:`read_image`) turns any image Pillow opens
+into a channels-first float array: colour channels first, alpha last; integer
+images scaled to ``[0, 1]`` by their type's maximum (8-bit / 255, 16-bit /
+65535, without going through 8 bits), ``I`` and ``F`` images kept raw. EXIF
+orientation is applied. Every failure is one :class:`~convcli.errors.ImageError`
+whose message starts with the file name.
+
+Writing (:func:`write_feature_maps`) turns a ``(C, H, W)`` stack into png
+(8- or 16-bit, through :func:`to_pixels`), float32 tiff, npy or npz files named
+``<out>/<stem>.<name>[.<map>].<ext>``. Every file is written to a temporary
+file in its folder and renamed into place only when all files of the call were
+encoded, so an error or Ctrl-C leaves no partial output. Existing outputs are
+not overwritten without ``force``; inputs never are.
+"""
+
+from __future__ import annotations
+
+from convcli.imageio.montage import montage_image
+from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
+from convcli.imageio.png import encode_png16
+from convcli.imageio.read import ImageData, load_image, read_image
+from convcli.imageio.write import (
+    FORMATS,
+    WriteResult,
+    check_outputs,
+    plan_outputs,
+    write_feature_maps,
+)
+
+__all__ = [
+    "FORMATS",
+    "RANGE_MODES",
+    "ImageData",
+    "MapImage",
+    "WriteResult",
+    "check_outputs",
+    "encode_png16",
+    "load_image",
+    "montage_image",
+    "plan_outputs",
+    "read_image",
+    "to_pixels",
+    "write_feature_maps",
+]
