@@ -1014,3 +1014,22 @@ def test_16bit_png_understood_by_imagemagick(tmp_path):
     ).stdout
     assert "(0,0,0)" in out.replace(" ", "") or "0,0,0" in out
     assert "65535,65535,65535" in out.replace(" ", "")
+
+
+def test_grey_and_rgb_with_transparent_colour_get_alpha(tmp_path):
+    grey = Image.fromarray(np.array([[0, 100, 200]], np.uint8))
+    im = load_image(save(grey, tmp_path / "l.png", transparency=100))
+    assert im.channels == "LA"
+    np.testing.assert_array_equal(im.array[1, 0], [1, 0, 1])
+    rgb = Image.fromarray(np.array([[[0, 0, 0], [1, 2, 3]]], np.uint8))
+    im = load_image(save(rgb, tmp_path / "rgb.png", transparency=(1, 2, 3)))
+    assert im.channels == "RGBA"
+    np.testing.assert_array_equal(im.array[3, 0], [1, 0])
+
+
+def test_montage_labels_for_a_bank(tmp_path):
+    res = write_feature_maps(
+        ramp(6), out=tmp_path, stem="s", name="k", fmt="npz", layout="bank:2", labels=["x", "y"]
+    )
+    with np.load(res.paths[0]) as z:
+        assert z["labels"].tolist() == ["x.R", "x.G", "x.B", "y.R", "y.G", "y.B"]

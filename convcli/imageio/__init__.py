@@ -26,6 +26,7 @@ from convcli.imageio.write import (
     WriteResult,
     check_outputs,
     plan_outputs,
+    safe_name,
     write_feature_maps,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "montage_image",
     "plan_outputs",
     "read_image",
+    "safe_name",
     "to_pixels",
     "write_feature_maps",
 ]

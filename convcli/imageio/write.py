@@ -56,9 +56,20 @@ class _Picture:
 _UNSAFE = re.compile(r'[\x00-\x1f<>:"/\\|?*]')
 
 
-def _safe(part: str) -> str:
-    """A name part that is one file-name component (separators, colons, controls -> '_')."""
+def safe_name(part: str) -> str:
+    """A name part made one file-name component: separators, ``:``, controls, ... -> ``_``.
+
+    What :func:`write_feature_maps` does to ``stem``, ``name`` and labels.
+
+    Examples
+    --------
+    >>> safe_name("gaussian:5:1.5"), safe_name("a/b")
+    ('gaussian_5_1.5', 'a_b')
+    """
     return _UNSAFE.sub("_", part)
+
+
+_safe = safe_name
 
 
 def _parse_layout(layout: str, n_maps: int) -> tuple[str, int]:
