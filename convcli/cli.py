@@ -7,11 +7,59 @@ numeric core are imported inside the commands that need them.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
-from convcli import __version__
+from convcli import __version__, cli_teach
 from convcli.cli_kernels import app as kernels_app
+from convcli.cli_options import (
+    Activation,
+    Alpha,
+    AlphaOpt,
+    Bias,
+    BitDepth,
+    CeilMode,
+    CountPad,
+    Dilation,
+    DryRun,
+    DType,
+    DTypeOpt,
+    Exclude,
+    Executor,
+    ExecutorOpt,
+    Flip,
+    Force,
+    FormatOpt,
+    Gray,
+    Groups,
+    Include,
+    Inputs,
+    Json,
+    KernelDirs,
+    Kernels,
+    Manifest,
+    Montage,
+    Out,
+    Padding,
+    PadMode,
+    PadModeOpt,
+    PadValue,
+    PoolAfter,
+    PoolOp,
+    PoolPadding,
+    PoolSize,
+    PoolStride,
+    Preview,
+    Quiet,
+    Range,
+    RangeMode,
+    Recursive,
+    Scheduler,
+    SkipExisting,
+    Stride,
+    Workers,
+)  # fmt: skip
 
 app = typer.Typer(
     name="convcli",
@@ -37,6 +85,162 @@ def _root(
     ),
 ) -> None:
     """Image filtering with CNN semantics."""
+
+
+@app.command()
+def convolve(
+    inputs: Inputs,
+    kernel: Kernels,
+    kernel_dir: KernelDirs = None,
+    stride: Stride = None,
+    padding: Padding = None,
+    pad_mode: PadModeOpt = PadMode.reflect,
+    pad_value: PadValue = 0.0,
+    dilation: Dilation = None,
+    flip: Flip = False,
+    bias: Bias = None,
+    activation: Activation = None,
+    groups: Groups = 1,
+    alpha: AlphaOpt = Alpha.premultiply,
+    gray: Gray = False,
+    dtype: DTypeOpt = DType.float32,
+    pool: PoolAfter = None,
+    pool_size: PoolSize = "2",
+    pool_stride: PoolStride = None,
+    pool_padding: PoolPadding = "0",
+    ceil_mode: CeilMode = False,
+    count_include_pad: CountPad = True,
+    out: Out = "convcli-out",
+    fmt: FormatOpt = None,
+    bit_depth: BitDepth = 8,
+    range_: Range = RangeMode.auto,
+    montage: Montage = False,
+    force: Force = False,
+    skip_existing: SkipExisting = False,
+    preview: Preview = False,
+    json_: Json = False,
+    dry_run: DryRun = False,
+    quiet: Quiet = False,
+    recursive: Recursive = False,
+    include: Include = None,
+    exclude: Exclude = None,
+    workers: Workers = None,
+    manifest: Manifest = None,
+    executor: ExecutorOpt = Executor.local,
+    scheduler: Scheduler = None,
+) -> None:
+    """Convolve images with kernels (then optionally pool) and write the feature maps.
+
+    [dim]Example: convcli convolve samples -k sobel --pool max[/]
+    """
+    from convcli.pipeline import ConvStage, Pipeline, bank_of, parse_bias
+
+    k = bank_of(kernel, kernel_dirs=kernel_dir or ())
+    stages: list = [
+        ConvStage(
+            k, stride=stride, padding=padding, dilation=dilation, activation=activation,
+            pad_mode=pad_mode.value, pad_value=pad_value, groups=groups, flip=flip,
+            bias=parse_bias(bias),
+        )
+    ]  # fmt: skip
+    if pool is not None:
+        stages.append(
+            _pool_stage(pool, pool_size, pool_stride, pool_padding, ceil_mode, count_include_pad)
+        )
+    pipeline = Pipeline(tuple(stages), name="", gray=gray, alpha=alpha.value, dtype=dtype.value)
+    _run(pipeline, inputs, locals())
+
+
+@app.command("pool")
+def pool_cmd(
+    inputs: Inputs,
+    op: Annotated[PoolOp, typer.Option("--op", help="Pooling operation.")] = PoolOp.max,
+    size: Annotated[str, typer.Option("--size", help="K or KH,KW")] = "2",
+    stride: Annotated[str | None, typer.Option(help="S or SH,SW [default: = size]")] = None,
+    padding: Annotated[str, typer.Option(help="P, PH,PW, valid or same")] = "0",
+    ceil_mode: CeilMode = False,
+    count_include_pad: CountPad = True,
+    alpha: AlphaOpt = Alpha.premultiply,
+    gray: Gray = False,
+    dtype: DTypeOpt = DType.float32,
+    out: Out = "convcli-out",
+    fmt: FormatOpt = None,
+    bit_depth: BitDepth = 8,
+    range_: Range = RangeMode.auto,
+    montage: Montage = False,
+    force: Force = False,
+    skip_existing: SkipExisting = False,
+    preview: Preview = False,
+    json_: Json = False,
+    dry_run: DryRun = False,
+    quiet: Quiet = False,
+    recursive: Recursive = False,
+    include: Include = None,
+    exclude: Exclude = None,
+    workers: Workers = None,
+    manifest: Manifest = None,
+    executor: ExecutorOpt = Executor.local,
+    scheduler: Scheduler = None,
+) -> None:
+    """Pool images (max, avg, min, global) and write the result.
+
+    [dim]Example: convcli pool samples/camera.png --op avg --size 3 --stride 2[/]
+    """
+    from convcli.pipeline import Pipeline
+
+    stage = _pool_stage(op, size, stride, padding, ceil_mode, count_include_pad)
+    pipeline = Pipeline((stage,), name="", gray=gray, alpha=alpha.value, dtype=dtype.value)
+    _run(pipeline, inputs, locals())
+
+
+def _pool_stage(
+    op: PoolOp, size: str, stride: str | None, padding: str, ceil_mode: bool, cip: bool
+):  # noqa: ANN202
+    from convcli.pipeline import PoolStage
+    from convcli.shapes import as_pair, parse_padding
+
+    return PoolStage(
+        op.value, size=as_pair(size, "pool size"),
+        stride=as_pair(stride, "pool stride") if stride is not None else None,
+        padding=parse_padding(padding), ceil_mode=ceil_mode, count_include_pad=cip,
+    )  # fmt: skip
+
+
+def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
+    """Shared tail of convolve / pool / run: output, batch and report options → execute."""
+    from convcli.execute import BatchOptions, ReportOptions, execute
+    from convcli.runner import OutputOptions
+
+    fmt = o["fmt"].value if o["fmt"] is not None else None
+    outo = OutputOptions(
+        out=o["out"], fmt=fmt, bit_depth=o["bit_depth"], range_mode=o["range_"].value,
+        montage=o["montage"], force=o["force"], skip_existing=o["skip_existing"],
+        dry_run=o["dry_run"],
+    )  # fmt: skip
+    if fmt is None and o["out"] != "-":
+        from pathlib import Path
+
+        ext = Path(o["out"]).suffix.lower()
+        fmt_from_ext = {
+            ".png": "png",
+            ".tif": "tiff",
+            ".tiff": "tiff",
+            ".npy": "npy",
+            ".npz": "npz",
+        }
+        outo = OutputOptions(**{**outo.__dict__, "fmt": fmt_from_ext.get(ext)})
+    batch = BatchOptions(
+        recursive=o["recursive"], include=tuple(o["include"] or ()),
+        exclude=tuple(o["exclude"] or ()), workers=o["workers"], manifest=o["manifest"],
+        executor=o["executor"].value, scheduler=o["scheduler"],
+    )  # fmt: skip
+    rep = ReportOptions(json=o["json_"], quiet=o["quiet"], preview=o["preview"])
+    code = execute(pipeline, inputs, outo, batch, rep)
+    if code:
+        raise typer.Exit(code)
+
+
+cli_teach.register(app)
 
 
 def main() -> None:

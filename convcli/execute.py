@@ -1,0 +1,183 @@
+"""Run a pipeline on the command line's inputs and print what happened.
+
+Results go to stdout (the report, ``--json``); errors and progress go to
+stderr. When ``-o -`` puts an image on stdout, the report moves to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from convcli.errors import ExitCode, ParameterError
+from convcli.pipeline import Pipeline
+from convcli.runner import Outcome, OutputOptions, pipeline_parameters
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    recursive: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    workers: int | None = None
+    manifest: Path | None = None
+    executor: str = "local"
+    scheduler: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    json: bool = False
+    quiet: bool = False
+    preview: bool = False
+
+
+def consoles(stdout_is_data: bool) -> tuple[Console, Console]:
+    """(results console, errors/progress console)."""
+    err = Console(stderr=True, highlight=False)
+    out = err if stdout_is_data else Console(highlight=False)
+    return out, err
+
+
+def execute(
+    pipeline: Pipeline,
+    inputs: list[str],
+    out: OutputOptions,
+    batch: BatchOptions,
+    rep: ReportOptions,
+) -> int:
+    """Run ``pipeline`` on ``inputs``; print reports; return the exit code."""
+    from convcli.batch import find_inputs, make_jobs, run_batch
+    from convcli.cli import error_line
+
+    pipeline.validate()
+    if out.bit_depth not in (8, 16):
+        raise ParameterError(f"--bit-depth must be 8 or 16, got {out.bit_depth}")
+    if out.out == "-" and rep.json:
+        raise ParameterError("-o - writes the image to stdout; --json cannot share it")
+    if inputs.count("-") > 1:
+        raise ParameterError("stdin (-) can be read only once")
+    found = find_inputs(
+        inputs, recursive=batch.recursive, include=batch.include, exclude=batch.exclude
+    )
+    if not found:
+        raise ParameterError(
+            f"no images found in {', '.join(inputs)} (extensions: png, jpg, tif, bmp, gif, webp)"
+        )
+    jobs = make_jobs(found, out.out)
+    stdout_is_data = out.out == "-"
+    con, err = consoles(stdout_is_data)
+
+    if len(jobs) == 1 and batch.manifest is None:
+        opts = OutputOptions(**{**out.__dict__, "keep_result": True})
+        from convcli.runner import process_one
+
+        outcome = process_one(pipeline, jobs[0], opts)
+        outcomes = [outcome]
+        if outcome.status == "failed":
+            error_line(outcome.error or "failed")
+        elif rep.json:
+            print(json.dumps(outcome.report or {}, indent=2))
+        elif not rep.quiet:
+            _print_single(con, outcome, out, rep)
+        elif rep.preview and outcome.result is not None:
+            _print_preview(con, outcome, out)
+    else:
+        outcomes = run_batch(
+            pipeline, jobs, out, workers=batch.workers or 1,
+            on_outcome=lambda o: error_line(o.error or "") if o.status == "failed" else None,
+        )  # fmt: skip
+        if batch.manifest is not None:
+            write_manifest(batch.manifest, outcomes, pipeline)
+        if rep.json:
+            print(json.dumps({"results": [o.report or _failed_json(o) for o in outcomes],
+                              "summary": summary_counts(outcomes)}, indent=2))  # fmt: skip
+        elif not rep.quiet:
+            con.print(summary_table(outcomes))
+    failed = sum(o.status == "failed" for o in outcomes)
+    return int(ExitCode.SOME_FAILED if failed else ExitCode.OK)
+
+
+def _failed_json(o: Outcome) -> dict[str, Any]:
+    return {"input": o.input, "status": o.status, "error": o.error}
+
+
+def _print_single(con: Console, outcome: Outcome, out: OutputOptions, rep: ReportOptions) -> None:
+    from convcli.report import report
+
+    assert outcome.result is not None
+    con.print(report(outcome.result, outcome.write, dry_run=out.dry_run))
+    if rep.preview:
+        _print_preview(con, outcome, out)
+
+
+def _print_preview(con: Console, outcome: Outcome, out: OutputOptions) -> None:
+    from convcli.imageio import to_pixels
+    from convcli.report import preview
+
+    result = outcome.result
+    if result is None or result.maps is None:
+        return
+    maps = result.maps
+    if result.layout == "image" and maps.shape[0] <= 4:
+        picture = maps
+    elif result.layout.startswith("bank:"):
+        n = int(result.layout.split(":")[1])
+        picture = maps[: maps.shape[0] // n]
+    else:
+        picture = maps[:1]
+    pixels, _ = to_pixels(picture, range_mode=out.range_mode)
+    width = max(8, min(con.width, 100))
+    con.print(preview(pixels, max_width=width, max_height=40))
+
+
+def summary_counts(outcomes: list[Outcome]) -> dict[str, Any]:
+    counts = {
+        s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "planned")
+    }
+    return {**counts, "inputs": len(outcomes)}
+
+
+def summary_table(outcomes: list[Outcome], wall: float | None = None):  # noqa: ANN201
+    from rich.table import Table
+
+    counts = summary_counts(outcomes)
+    table = Table(title="batch summary", title_justify="left", pad_edge=False)
+    for col in ("inputs", "done", "skipped", "failed"):
+        table.add_column(col, justify="right")
+    row = [str(counts[c]) for c in ("inputs", "done", "skipped", "failed")]
+    if wall is not None:
+        table.add_column("wall time", justify="right")
+        table.add_column("images/s", justify="right")
+        done = counts["done"]
+        row += [f"{wall:.2f} s", f"{done / wall:.1f}" if wall > 0 else "-"]
+    table.add_row(*row)
+    return table
+
+
+def write_manifest(path: Path, outcomes: list[Outcome], pipeline: Pipeline) -> None:
+    """JSON Lines, one record per input, written atomically."""
+    import os
+    import tempfile
+
+    params = pipeline_parameters(pipeline)
+    text = "".join(json.dumps(o.manifest_line(params)) + "\n" for o in outcomes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def stdin_is_tty() -> bool:
+    return sys.stdin.isatty()

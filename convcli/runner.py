@@ -1,0 +1,214 @@
+"""One input, end to end: read → pipeline → write, returning a small, picklable outcome.
+
+:func:`process_one` is what every executor runs (in-process, worker
+processes, Dask workers): it never raises for a bad input, it reports it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convcli.errors import ConvcliError, ImageError, OutputError
+from convcli.pipeline import Pipeline, Result, output_name, run
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+OUTPUT_EXTENSIONS = (".png", ".tif", ".tiff", ".npy", ".npz")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how results are written (the CLI's output options)."""
+
+    out: str = "convcli-out"  # a folder, a file name (one input, one output) or "-" (stdout)
+    fmt: str | None = None  # None: from the -o file's extension, else png
+    bit_depth: int = 8
+    range_mode: str = "auto"
+    montage: bool = False
+    force: bool = False
+    skip_existing: bool = False
+    dry_run: bool = False
+    keep_result: bool = False  # keep arrays in the outcome (single in-process runs: preview)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and where its outputs go (``out_dir`` mirrors the input tree)."""
+
+    source: str  # a path or "-"
+    stem: str
+    out_dir: str
+    out_file: str | None = None  # -o naming the file itself
+
+
+@dataclass
+class Outcome:
+    """What happened to one input. Small and picklable (no arrays unless ``keep_result``)."""
+
+    input: str
+    status: str  # done | skipped | failed | planned
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    report: dict[str, Any] | None = None  # report.result_json(...)
+    result: Result | None = None
+    write: Any = None
+
+    def manifest_line(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        rep = self.report or {}
+        return {
+            "input": self.input,
+            "status": self.status,
+            "outputs": self.outputs,
+            "parameters": parameters,
+            "in_shape": rep.get("in_shape"),
+            "out_shape": rep.get("out_shape"),
+            "stages": [
+                {"name": s["name"], "in_shape": s["in_shape"], "out_shape": s["out_shape"]}
+                for s in rep.get("stages", [])
+            ],
+            "maps": rep.get("maps", []),
+            "error": self.error,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def make_job(source: str, out: str, *, root: str | None = None, single: bool = False) -> Job:
+    """Decide the output place of one input.
+
+    ``root`` is the folder the input was found in (its sub-folders are mirrored
+    under ``out``). With ``single`` (one input) an ``out`` that ends in an output
+    extension names the file itself.
+    """
+    stem = "stdin" if source == "-" else Path(source).stem
+    if out == "-":
+        return Job(source, stem, out, "-")
+    if single and Path(out).suffix.lower() in OUTPUT_EXTENSIONS:
+        return Job(source, stem, str(Path(out).parent), out)
+    out_dir = Path(out)
+    if root is not None and source != "-":
+        rel = Path(source).parent.relative_to(root)
+        out_dir = out_dir / rel
+    return Job(source, stem, str(out_dir))
+
+
+def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
+    """Read, run and write one input; every failure becomes an ``Outcome`` with an error."""
+    from convcli import imageio
+    from convcli.report import result_json
+
+    t0 = time.perf_counter()
+    name = output_name(pipeline.stages, pipeline.name)
+    fmt = opts.fmt or "png"
+    try:
+        if opts.skip_existing and job.out_file is None:
+            done = _existing_outputs(job, name, fmt, opts)
+            if done:
+                return Outcome(job.source, "skipped", done, seconds=time.perf_counter() - t0)
+        image = imageio.load_image(job.source, gray=pipeline.gray, dtype=pipeline.dtype)
+        result = run(pipeline, image) if not opts.dry_run else _plan_only(pipeline, image)
+        assert result.maps is not None or opts.dry_run
+        maps = result.maps
+        if maps is None:  # dry run: an empty stand-in of the right shape
+            import numpy as np
+
+            maps = np.zeros((result.out_shape[0], 1, 1), np.float32)
+        write = imageio.write_feature_maps(
+            maps,
+            out=job.out_dir,
+            stem=job.stem,
+            name=name,
+            fmt=fmt,
+            layout=result.layout,
+            labels=result.labels,
+            file=job.out_file,
+            range_mode=opts.range_mode,
+            bit_depth=opts.bit_depth,
+            montage=opts.montage,
+            force=opts.force,
+            inputs=[job.source],
+            params=pipeline_parameters(pipeline),
+            dry_run=opts.dry_run,
+        )
+        report = result_json(result, write, dry_run=opts.dry_run)
+        status = "planned" if opts.dry_run else "done"
+        files = [str(p) for p in (write.planned if opts.dry_run else write.paths)]
+        keep = opts.keep_result
+        return Outcome(
+            job.source, status, files, None, time.perf_counter() - t0, report,
+            result if keep else None, write if keep else None,
+        )  # fmt: skip
+    except ConvcliError as exc:
+        message = str(exc)
+        if not isinstance(exc, ImageError | OutputError) and not message.startswith(job.source):
+            message = f"{job.source}: {message}"
+        return Outcome(job.source, "failed", error=message, seconds=time.perf_counter() - t0)
+    except MemoryError:
+        return Outcome(job.source, "failed", error=f"{job.source}: out of memory", seconds=0.0)
+
+
+def _plan_only(pipeline: Pipeline, image: Any) -> Result:
+    from convcli.pipeline import plan, prepare
+
+    x, channels, _ = prepare(image, pipeline)
+    result = plan(pipeline, x.shape, channels)
+    result.input = image.path
+    return result
+
+
+def _existing_outputs(job: Job, name: str, fmt: str, opts: OutputOptions) -> list[str]:
+    """Outputs of an earlier run of this input, when all of them exist (``--skip-existing``)."""
+    folder = Path(job.out_dir)
+    if not folder.is_dir():
+        return []
+    ext = "tif" if fmt == "tiff" else fmt
+    from convcli.imageio.write import _safe  # the same name sanitising as the writer
+
+    prefix = f"{_safe(job.stem)}.{_safe(name)}."
+    found = sorted(
+        str(p)
+        for p in folder.iterdir()
+        if p.name.startswith(prefix) and p.name.endswith("." + ext) and p.is_file()
+    )
+    return found
+
+
+def pipeline_parameters(pipeline: Pipeline) -> dict[str, Any]:
+    """The run's parameters as plain data (npz files and the manifest keep them)."""
+    stages = []
+    for s in pipeline.stages:
+        opts = {k: _plain(v) for k, v in s.options().items()}
+        if s.kind == "conv":
+            k = s.kernel  # type: ignore[union-attr]
+            stages.append({"conv": {"kernel": k.name, "shape": list(k.weights.shape), **opts}})
+        else:
+            stages.append({"pool": {"op": s.op, **opts}})  # type: ignore[union-attr]
+    return {
+        "name": pipeline.name,
+        "gray": pipeline.gray,
+        "alpha": pipeline.alpha,
+        "dtype": pipeline.dtype,
+        "stages": stages,
+    }
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v
+
+
+def outcome_dict(o: Outcome) -> dict[str, Any]:
+    d = asdict(o)
+    d.pop("result", None)
+    d.pop("write", None)
+    return d
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
