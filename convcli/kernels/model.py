@@ -132,7 +132,8 @@ def symmetry(w: np.ndarray, *, atol: float = 1e-9) -> str:
     Returns ``"rotational"`` (unchanged by a 90° turn and both mirrors), ``"both"``
     (left-right and up-down mirrors), ``"left-right"`` (mirror about the vertical
     axis: ``w == w[:, ::-1]``), ``"up-down"`` (``w == w[::-1]``), ``"point"``
-    (unchanged by a 180° turn only), or ``"none"``.
+    (unchanged by a 180° turn only), or ``"none"``. An axis of length 1 does not
+    count (a single row is not called up-down symmetric).
 
     >>> symmetry(np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]))
     'up-down'
@@ -145,14 +146,16 @@ def symmetry(w: np.ndarray, *, atol: float = 1e-9) -> str:
     def same(a: np.ndarray) -> bool:
         return bool(np.allclose(w, a, rtol=0.0, atol=tol))
 
-    lr, ud = same(w[:, ::-1]), same(w[::-1])
+    kh, kw = w.shape
+    lr = kw > 1 and same(w[:, ::-1])  # a single row or column is trivially mirror-symmetric
+    ud = kh > 1 and same(w[::-1])
     if lr and ud:
-        square = w.shape[0] == w.shape[1]
+        square = kh == kw
         return "rotational" if square and same(np.rot90(w)) else "both"
     if lr:
         return "left-right"
     if ud:
         return "up-down"
-    if same(w[::-1, ::-1]):
+    if kh * kw > 1 and same(w[::-1, ::-1]):
         return "point"
     return "none"

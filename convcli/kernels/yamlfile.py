@@ -402,7 +402,9 @@ def _read(reader: _Reader) -> Kernel:
             "give either 'weights' (one kernel) or 'kernels' (a bank), not both", m["kernels"][0]
         )
     if "kernels" in get:
-        weights, labels, bias = _bank(reader, get["kernels"], normalize, scale, bias)
+        weights, labels, bias = _bank(
+            reader, get["kernels"], normalize, scale, bias, get.get("bias")
+        )
     elif "weights" in get:
         w = reader.weights(get["weights"])
         w = _normalized(reader, w, normalize, get.get("normalize"), name) * scale
@@ -446,6 +448,7 @@ def _bank(
     normalize: str,
     scale: float,
     bias: float | tuple[float, ...] | None,
+    bias_node: yaml.Node | None,
 ) -> tuple[np.ndarray, tuple[str, ...], float | tuple[float, ...] | None]:
     if not isinstance(node, yaml.SequenceNode):
         raise reader.error("kernels must be a list of kernels (each with 'weights')", node)
@@ -493,11 +496,11 @@ def _bank(
     if isinstance(bias, tuple):
         if any_member_bias:
             raise reader.error(
-                "bias is given both at the top (a list) and on members; use one", node
+                "bias is given both at the top (a list) and on members; use one", bias_node
             )
         if len(bias) != len(members):
             raise reader.error(
-                f"bias has {len(bias)} values but the bank has {len(members)} kernels", node
+                f"bias has {len(bias)} values but the bank has {len(members)} kernels", bias_node
             )
     elif any_member_bias:
         bias = tuple(biases)
