@@ -134,11 +134,16 @@ def convolve(
     [dim]Example: convcli convolve samples -k sobel --pool max[/]
     """
     from convcli.pipeline import ConvStage, Pipeline, bank_of, parse_bias
+    from convcli.shapes import as_pair, parse_padding
 
+    # Parsed here, so reports, npz params and the manifest hold numbers, not option text.
+    stride_ = as_pair(stride, "stride") if stride is not None else None
+    dilation_ = as_pair(dilation, "dilation") if dilation is not None else None
+    padding_ = parse_padding(padding) if padding is not None else None
     k = bank_of(kernel, kernel_dirs=kernel_dir or ())
     stages: list = [
         ConvStage(
-            k, stride=stride, padding=padding, dilation=dilation, activation=activation,
+            k, stride=stride_, padding=padding_, dilation=dilation_, activation=activation,
             pad_mode=pad_mode.value, pad_value=pad_value, groups=groups, flip=flip,
             bias=parse_bias(bias),
         )
@@ -215,7 +220,7 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
     outo = OutputOptions(
         out=o["out"], fmt=fmt, bit_depth=o["bit_depth"], range_mode=o["range_"].value,
         montage=o["montage"], force=o["force"], skip_existing=o["skip_existing"],
-        dry_run=o["dry_run"],
+        dry_run=o["dry_run"], save_stages=o.get("save_stages", False),
     )  # fmt: skip
     if fmt is None and o["out"] != "-":
         from pathlib import Path
@@ -243,15 +248,25 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
 cli_teach.register(app)
 
 
+_TRACEBACK = False  # set by main() from --traceback
+
+
+def traceback_wanted() -> bool:
+    """Whether errors should end in a traceback (``--traceback``) instead of one line."""
+    return _TRACEBACK
+
+
 def main() -> None:
     """Console-script entry point: run the app, turn library errors into exit codes."""
     from convcli.errors import ConvcliError, ExitCode
 
-    traceback = "--traceback" in sys.argv
+    global _TRACEBACK
+    traceback = _TRACEBACK = "--traceback" in sys.argv
     if traceback:
         sys.argv.remove("--traceback")
     try:
-        app(standalone_mode=False)
+        # Not standalone: click *returns* exit codes (typer.Exit, Ctrl-C) instead of exiting.
+        code = app(standalone_mode=False)
     except ConvcliError as exc:
         if traceback:
             raise
@@ -263,16 +278,18 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            if isinstance(exc, click.UsageError) and exc.ctx is not None:
-                print(exc.ctx.get_usage(), file=sys.stderr)
-            error_line(exc.format_message())
+        click_error, usage_error, no_args_help, abort = _click_exceptions()
+        if isinstance(exc, no_args_help):
+            print(exc.format_message(), file=sys.stderr)
             sys.exit(int(ExitCode.USAGE))
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, click_error):
+            message = exc.format_message()
+            ctx = getattr(exc, "ctx", None)
+            if isinstance(exc, usage_error) and ctx is not None:
+                message += f" (see: {ctx.command_path} --help)"
+            error_line(message)
+            sys.exit(int(ExitCode.USAGE))
+        if isinstance(exc, abort):
             error_line("interrupted")
             sys.exit(int(ExitCode.INTERRUPTED))
         if traceback:
@@ -281,6 +298,31 @@ def main() -> None:
             f"internal error: {type(exc).__name__}: {exc} (run with --traceback for details)"
         )
         sys.exit(70)
+    if code == ExitCode.INTERRUPTED:
+        error_line("interrupted")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
+    """(ClickException, UsageError, NoArgsIsHelpError, Abort) classes of every click in use.
+
+    Typer >= 0.2x vendors click as ``typer._click`` (its own classes); older
+    Typer raises ``click``'s. Either may be absent.
+    """
+    import importlib
+
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            pass
+
+    def classes(name: str) -> tuple[type[BaseException], ...]:
+        return tuple(getattr(m, name) for m in mods if hasattr(m, name))
+
+    abort = classes("Abort") + (typer.Abort,)
+    return classes("ClickException"), classes("UsageError"), classes("NoArgsIsHelpError"), abort
 
 
 def error_line(message: str) -> None:
