@@ -16,11 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from convcli.imageio import WriteResult
+    from convcli.imageio import MapImage, WriteResult
     from convcli.pipeline import Result, StageRecord
 
 MAX_STAT_ROWS = 12
 FORMULA = "floor((in + pads - dilation·(k-1) - 1) / stride) + 1"
+POOL_FORMULA = "floor((in + pads - k) / stride) + 1"
 
 
 def _chw(shape: Sequence[int]) -> str:
@@ -73,10 +74,10 @@ def _how(record: StageRecord) -> Text:
 def _params_text(record: StageRecord) -> str:
     o = record.options
     g = record.geometry
-    parts = [f"k {_pair(g.kernel_hw)}", f"s {_pair(g.stride)}"]
+    parts = [f"stride {_pair(g.stride)}"]  # the kernel size is in the description
     if record.kind == "conv":
         if g.dilation != (1, 1):
-            parts.append(f"d {_pair(g.dilation)}")
+            parts.append(f"dilation {_pair(g.dilation)}")
         if o.get("groups", 1) != 1:
             parts.append(f"groups {o['groups']}")
         if o.get("flip"):
@@ -87,7 +88,7 @@ def _params_text(record: StageRecord) -> str:
             parts.append(str(o["activation"]))
     else:
         if o.get("ceil_mode"):
-            parts.append("ceil")
+            parts.append("ceil mode")
         if record.name.startswith("avg") and not o.get("count_include_pad", True):
             parts.append("exclude pad")
     return " · ".join(parts)
@@ -95,14 +96,14 @@ def _params_text(record: StageRecord) -> str:
 
 def shape_table(result: Result, *, title: str | None = None) -> Table:
     """One row per stage: in → out, weights, multiply-adds, receptive field / effective stride."""
-    table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+    table = Table(title=title, title_justify="left", expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("stage")
     table.add_column("in C×H×W", justify="right", no_wrap=True)
     table.add_column("out C×H×W", justify="right", no_wrap=True, style="bold green")
     table.add_column("weights", justify="right")
     table.add_column("MACs", justify="right")
-    table.add_column("RF / jump", justify="right", no_wrap=True)
+    table.add_column("RF / eff. stride", justify="right", no_wrap=True)
     for r in result.records:
         g = r.geometry
         stage = Text(r.description, style="bold")
@@ -127,6 +128,22 @@ def formula_table(result: Result) -> Table:
     for r in result.records:
         table.add_row(str(r.index), _how(r))
     return table
+
+
+def _formula_heading(result: Result) -> Text:
+    """The general output-size formula of the kinds of stage in the report."""
+    kinds = [k for k in ("conv", "pool") if any(
+        r.kind == k and not r.name.startswith("global") for r in result.records
+    )]  # fmt: skip
+    text = Text("how each size comes about", style="bold")
+    formulas = {"conv": FORMULA, "pool": POOL_FORMULA}
+    if len(kinds) == 1:
+        text.append(f": out = {formulas[kinds[0]]}", style="bold")
+    for kind in kinds if len(kinds) > 1 else ():
+        text.append(f"\n  {kind}: out = {formulas[kind]}")
+    if any(r.options.get("ceil_mode") for r in result.records):
+        text.append("\n  (ceil instead of floor with --ceil-mode)", style="dim")
+    return text
 
 
 def totals_line(result: Result) -> Text:
@@ -170,6 +187,21 @@ def stats_table(result: Result) -> Table:
     return table
 
 
+def mapping_text(m: MapImage, n_files: int = 1) -> str:
+    """How the png pixels were made, in words: which value became black, which white.
+
+    >>> from convcli.imageio import MapImage
+    >>> mapping_text(MapImage("offset", 0.0, -2.0, 2.0), 2)
+    'png mapping: offset: -2 → black, 0 → mid-grey, 2 → white (one mapping for all files)'
+    """
+    x = "|x| " if m.range_mode == "abs" else ""
+    mid = ", 0 → mid-grey" if m.range_mode == "offset" else ""
+    text = f"png mapping: {m.range_mode}: {x}{m.lo:.4g} → black{mid}, {m.hi:.4g} → white"
+    if m.range_mode in ("identity", "clip") and m.clipped_fraction > 0:
+        text += ", values outside clipped"
+    return text + (" (one mapping for all files)" if n_files > 1 else "")
+
+
 def map_names(result: Result) -> list[str]:
     """A readable name per output map: ``R``, ``sobel-x:G``, ``3`` ..."""
     n = result.out_shape[0]
@@ -194,7 +226,7 @@ def report(
     title = escape(f"{result.input}: {_chw(result.in_shape)} {result.channels}".strip())
     parts: list[RenderableType] = [
         shape_table(result, title=title),
-        Text(f"how each size comes about: out = {FORMULA}", style="bold"),
+        _formula_heading(result),
         formula_table(result),
     ]  # fmt: skip
     parts.append(totals_line(result))
@@ -204,15 +236,12 @@ def report(
         parts.append(stats_table(result))
     if write is not None:
         if write.mapping is not None:
-            m = write.mapping
-            parts.append(
-                Text(f"png mapping: {m.range_mode} [{m.lo:.4g}, {m.hi:.4g}] → pixels", style="dim")
-            )
+            parts.append(Text(mapping_text(write.mapping, len(write.planned)), style="dim"))
         files = write.planned if dry_run else write.paths
         verb = "would write" if dry_run else "wrote"
         listing = Text(f"{verb} {len(files)} file{'s' if len(files) != 1 else ''}:", style="bold")
         for p in files:
-            listing.append(f"\n  {p}")
+            listing.append("\n  - (stdout)" if str(p) == "-" else f"\n  {p}")
         parts.append(listing)
     return Group(*parts)
 
