@@ -53,7 +53,7 @@ def execute(
 ) -> int:
     """Run ``pipeline`` on ``inputs``; print reports; return the exit code."""
     from convcli.batch import find_inputs, make_jobs, run_batch
-    from convcli.cli import error_line
+    from convcli.cli import error_line, traceback_wanted
 
     pipeline.validate()
     if out.bit_depth not in (8, 16):
@@ -80,6 +80,8 @@ def execute(
         outcome = process_one(pipeline, jobs[0], opts)
         outcomes = [outcome]
         if outcome.status == "failed":
+            if outcome.exception is not None and traceback_wanted():
+                raise outcome.exception
             error_line(outcome.error or "failed")
         elif rep.json:
             print(json.dumps(outcome.report or {}, indent=2))

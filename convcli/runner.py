@@ -56,6 +56,7 @@ class Outcome:
     report: dict[str, Any] | None = None  # report.result_json(...)
     result: Result | None = None
     write: Any = None
+    exception: BaseException | None = None  # the error itself, with ``keep_result`` (--traceback)
 
     def manifest_line(self, parameters: dict[str, Any]) -> dict[str, Any]:
         rep = self.report or {}
@@ -145,7 +146,10 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         message = str(exc)
         if not isinstance(exc, ImageError | OutputError) and not message.startswith(job.source):
             message = f"{job.source}: {message}"
-        return Outcome(job.source, "failed", error=message, seconds=time.perf_counter() - t0)
+        return Outcome(
+            job.source, "failed", error=message, seconds=time.perf_counter() - t0,
+            exception=exc if opts.keep_result else None,
+        )  # fmt: skip
     except MemoryError:
         return Outcome(job.source, "failed", error=f"{job.source}: out of memory", seconds=0.0)
 
@@ -207,6 +211,7 @@ def outcome_dict(o: Outcome) -> dict[str, Any]:
     d = asdict(o)
     d.pop("result", None)
     d.pop("write", None)
+    d.pop("exception", None)
     return d
 
 
