@@ -13,7 +13,7 @@ from convcli.ops.conv import separable_factors
 from convcli.shapes import conv_geometry, pool_geometry
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float32)
-METHODS_2D = ["direct", "separable", "fft", "gemm"]
+METHODS_2D = ["direct", "separable", "fft", "gemm", "opencv"]
 
 
 # --------------------------------------------------------------------------- known answers

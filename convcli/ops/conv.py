@@ -23,12 +23,16 @@ from convcli.shapes import PaddingSpec, StageGeometry, conv_geometry
 if TYPE_CHECKING:
     from convcli.kernels.model import Kernel
 
-METHODS = ("auto", "direct", "separable", "fft", "gemm")
+METHODS = ("auto", "opencv", "direct", "separable", "fft", "gemm")
 
 #: Non-separable 2-D kernels with at least this many taps go through the FFT.
 FFT_MIN_TAPS = 15 * 15
 #: Output rows per block in the row-tiled engines (keeps temporaries in cache).
 ROW_BLOCK_ELEMENTS = 1 << 16
+#: Columns of one im2col block. Small enough that the gathered block stays in
+#: L2 and OpenBLAS runs each product on one thread (its own threads, stacked on
+#: convcli's, measured 10-20x slower at 8192 columns on 2 cores).
+GEMM_COLUMNS = 2048
 
 
 def conv2d(
@@ -73,15 +77,17 @@ def conv2d(
     flip : bool
         False (default): cross-correlation, what CNNs and PyTorch compute.
         True: true convolution (kernel rotated 180°, as ``scipy.ndimage.convolve``).
-    bias : scalar or one value per output channel
+    bias : scalar, one value per output channel, or (banks) one per kernel
         Added after the weighted sum.
     activation : ``none``, ``relu``, ``leaky-relu[:slope]``, ``sigmoid``, ``tanh``, ``abs``
         Applied after the bias.
     dtype : float32 or float64, optional
         The computation and result type. Default: float64 when ``x`` is
         float64, otherwise float32.
-    method : ``auto``, ``direct``, ``separable``, ``fft``, ``gemm``
-        The engine. ``auto`` picks by kernel shape; all agree to float rounding.
+    method : ``auto``, ``opencv``, ``direct``, ``separable``, ``fft``, ``gemm``
+        The engine. ``auto`` uses OpenCV's ``filter2D`` for 2-D kernels and banks
+        when OpenCV is installed (else picks a numpy engine by kernel shape) and
+        a row-tiled im2col + BLAS for 4-D layers; all agree to float rounding.
 
     Returns
     -------
@@ -133,11 +139,11 @@ def conv2d(
     except (TypeError, ValueError):
         raise ParameterError(f"pad value must be a number, got {pad_value!r}") from None
     name, _ = parse_activation(activation)
-    xp = pad2d(np.asarray(x3, dtype=dt), geom.padding, mode=pad_mode, value=fill)
     w = np.ascontiguousarray(w, dtype=dt)
-    out = _run_engine(xp, w, geom, groups, method)
+    out = _run_engine(np.asarray(x3, dtype=dt), w, geom, groups, method, pad_mode, fill)
     if bias is not None:
-        out += _bias_vector(bias, out.shape[0], dt)[:, None, None]
+        n_kernels = w.shape[0] if w.ndim == 3 else 1
+        out += _bias_vector(bias, out.shape[0], dt, per_kernel=n_kernels)[:, None, None]
     if name != "none":
         activate(out, activation, out=out)
     if was_2d and out.shape[0] == 1:
@@ -203,7 +209,7 @@ def _check_weights(weights: Any) -> np.ndarray:
     return w
 
 
-def _bias_vector(bias: Any, n: int, dt: np.dtype) -> np.ndarray:
+def _bias_vector(bias: Any, n: int, dt: np.dtype, *, per_kernel: int = 1) -> np.ndarray:
     try:
         b = np.asarray(bias, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -212,6 +218,8 @@ def _bias_vector(bias: Any, n: int, dt: np.dtype) -> np.ndarray:
         ) from None
     if b.size == 1:
         b = np.repeat(b, n)
+    elif per_kernel > 1 and b.size == per_kernel and n != per_kernel:
+        b = np.repeat(b, n // per_kernel)  # one per kernel of a bank, over every channel
     if b.size != n:
         raise ParameterError(f"bias has {b.size} values but there are {n} output channels")
     if not np.all(np.isfinite(b)):
@@ -223,20 +231,39 @@ def _bias_vector(bias: Any, n: int, dt: np.dtype) -> np.ndarray:
 
 
 def _run_engine(
-    xp: np.ndarray, w: np.ndarray, geom: StageGeometry, groups: int, method: str
+    x: np.ndarray,
+    w: np.ndarray,
+    geom: StageGeometry,
+    groups: int,
+    method: str,
+    pad_mode: str,
+    fill: float,
 ) -> np.ndarray:
+    from convcli.ops import accel
+
     _, ho, wo = geom.out_shape
+    if method == "opencv" and not accel.available():
+        raise ParameterError("method 'opencv' needs OpenCV (pip install opencv-python-headless)")
     if w.ndim == 4:
         if method not in ("auto", "gemm", "direct"):
             raise ParameterError(f"method {method!r} does not apply to a 4-D layer kernel")
+        xp = pad2d(x, geom.padding, mode=pad_mode, value=fill)
         if method == "direct":
             return _layer_direct(xp, w, (ho, wo), geom.stride, geom.dilation, groups)
         return _layer_gemm(xp, w, (ho, wo), geom.stride, geom.dilation, groups)
     bank = w[None] if w.ndim == 2 else w
-    c = xp.shape[0]
-    out = np.empty((bank.shape[0] * c, ho, wo), dtype=xp.dtype)
+    c = x.shape[0]
+    out = np.empty((bank.shape[0] * c, ho, wo), dtype=x.dtype)
+    use_cv = method == "opencv" or (method == "auto" and accel.available())
+    xp = None if use_cv else pad2d(x, geom.padding, mode=pad_mode, value=fill)
     for k, wk in enumerate(bank):
-        out[k * c : (k + 1) * c] = _depthwise(xp, wk, (ho, wo), geom.stride, geom.dilation, method)
+        if use_cv:
+            accel.depthwise(x, wk, geom, pad_mode, fill, out=out[k * c : (k + 1) * c])
+        else:
+            assert xp is not None
+            out[k * c : (k + 1) * c] = _depthwise(
+                xp, wk, (ho, wo), geom.stride, geom.dilation, method
+            )
     return out
 
 
@@ -412,33 +439,53 @@ def _layer_gemm(
 ) -> np.ndarray:
     """A 4-D layer as row-tiled im2col + matrix multiply (BLAS), per group.
 
-    With ``depthwise`` the single ``(1, 1, kh, kw)`` kernel is applied to every
-    channel on its own.
+    Output rows are split into bands (one task each on the thread pool); within
+    a band, blocks of rows small enough for the cache are gathered into a
+    ``(c_in/groups * kh * kw, rows * W_out)`` matrix and multiplied by the
+    ``(c_out/groups, c_in/groups * kh * kw)`` weights. With ``depthwise`` the
+    single ``(1, 1, kh, kw)`` kernel is applied to every channel on its own.
     """
+    from convcli.ops import parallel
+
     ho, wo = out_hw
     c_out, c_in_g, kh, kw = w.shape
     if depthwise:
         xp = xp[:, None]  # (C, 1, Hp, Wp): each channel is its own "image"
-    n_img = xp.shape[0] if depthwise else 1
-    out_c = n_img if depthwise else c_out
+        n_img, out_c, n_groups = xp.shape[0], xp.shape[0], 1
+    else:
+        n_img, out_c, n_groups = 1, c_out, groups
     out = np.empty((out_c, ho, wo), dtype=xp.dtype)
     cout_g = c_out // groups
-    mats = w.reshape(groups, cout_g, c_in_g * kh * kw)
+    depth = c_in_g * kh * kw
+    mats = w.reshape(groups, cout_g, depth)
     taps = [(i, j) for i in range(kh) for j in range(kw)]
-    for rows in _row_blocks(ho, wo * max(c_in_g * kh * kw, 1)):
-        r0, r1 = rows
-        for g in range(groups if not depthwise else 1):
-            src = xp if depthwise else xp[g * c_in_g : (g + 1) * c_in_g]
-            # cols: (..., c_in_g, kh*kw, rows, wo) -> (..., c_in_g*kh*kw, rows*wo)
-            cols = np.stack([_tap(src, i, j, rows, wo, stride, dilation) for i, j in taps], axis=-3)
-            if depthwise:
-                cols = cols.reshape(n_img, c_in_g * kh * kw, -1)
-                res = np.matmul(mats[0], cols)  # (n_img, 1, rows*wo)
-                out[:, r0:r1] = res.reshape(n_img, r1 - r0, wo)
-            else:
-                cols = cols.reshape(c_in_g * kh * kw, -1)
-                res = mats[g] @ cols
-                out[g * cout_g : (g + 1) * cout_g, r0:r1] = res.reshape(cout_g, r1 - r0, wo)
+    block = max(1, GEMM_COLUMNS // max(1, wo * n_img))
+
+    def work(band: tuple[int, int]) -> None:
+        cols = np.empty((n_img, c_in_g, kh * kw, block, wo), dtype=xp.dtype)
+        for b0 in range(band[0], band[1], block):
+            b1 = min(b0 + block, band[1])
+            n = b1 - b0
+            buf = cols[..., :n, :]
+            for g in range(n_groups):
+                src = xp if depthwise else xp[g * c_in_g : (g + 1) * c_in_g]
+                for t, (i, j) in enumerate(taps):
+                    view = _tap(src, i, j, (b0, b1), wo, stride, dilation)
+                    buf[:, :, t] = view if depthwise else view[None]
+                mat = (
+                    buf.reshape(n_img, depth, n * wo)
+                    if n == block
+                    else (np.ascontiguousarray(buf).reshape(n_img, depth, n * wo))
+                )
+                if depthwise:
+                    res = np.matmul(mats[0], mat)  # (n_img, 1, n*wo)
+                    out[:, b0:b1] = res.reshape(n_img, n, wo)
+                else:
+                    res = mats[g] @ mat[0]
+                    out[g * cout_g : (g + 1) * cout_g, b0:b1] = res.reshape(cout_g, n, wo)
+
+    n_bands = 2 * parallel.num_threads() if out_c * ho * wo >= parallel.MIN_PARALLEL_VALUES else 1
+    parallel.run_tasks(work, parallel.bands(ho, n_bands), values=out_c * ho * wo)
     return out
 
 

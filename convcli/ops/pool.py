@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from convcli.errors import ParameterError, ShapeError
+from convcli.ops import parallel
 from convcli.ops.conv import result_dtype
 from convcli.shapes import POOL_OPS, PaddingSpec, StageGeometry, pool_geometry
 
@@ -99,15 +100,7 @@ def _windowed(x: np.ndarray, op: str, geom: StageGeometry, count_include_pad: bo
     else:
         xp = x
     reduce = {"max": np.maximum, "min": np.minimum, "avg": np.add}[op]
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            view = xp[:, i : i + (ho - 1) * sy + 1 : sy, j : j + (wo - 1) * sx + 1 : sx]
-            if out is None:
-                out = view.copy()
-            else:
-                reduce(out, view, out=out)
-    assert out is not None
+    out = np.empty((c, ho, wo), dtype=x.dtype)
     if op == "avg":
         if count_include_pad:
             lo, hi = (0, 0), (h + top + bottom, w + left + right)
@@ -115,7 +108,30 @@ def _windowed(x: np.ndarray, op: str, geom: StageGeometry, count_include_pad: bo
             lo, hi = (top, left), (top + h, left + w)
         cy = _window_counts(ho, kh, sy, lo[0], hi[0])
         cx = _window_counts(wo, kw, sx, lo[1], hi[1])
-        out /= np.outer(cy, cx).astype(x.dtype)
+        scale = (1.0 / np.outer(cy, cx)).astype(x.dtype)
+
+    def work(task: tuple[int, int, int]) -> None:
+        # separable: reduce the kh rows of each window, then the kw columns
+        ch, r0, r1 = task
+        y0 = r0 * sy
+        rows = xp[ch, y0 : y0 + (r1 - r0 - 1) * sy + kh]
+        acc = rows[0 : (r1 - r0 - 1) * sy + 1 : sy].copy()
+        for i in range(1, kh):
+            reduce(acc, rows[i : i + (r1 - r0 - 1) * sy + 1 : sy], out=acc)
+        dst = out[ch, r0:r1]
+        np.copyto(dst, acc[:, 0 : (wo - 1) * sx + 1 : sx])
+        for j in range(1, kw):
+            reduce(dst, acc[:, j : j + (wo - 1) * sx + 1 : sx], out=dst)
+        if op == "avg":
+            dst *= scale[r0:r1]
+
+    n_bands = (
+        max(1, 2 * parallel.num_threads() // c)
+        if c * ho * wo >= parallel.MIN_PARALLEL_VALUES
+        else 1
+    )
+    tasks = [(ch, r0, r1) for ch in range(c) for r0, r1 in parallel.bands(ho, n_bands)]
+    parallel.run_tasks(work, tasks, values=c * ho * wo)
     return out
 
 

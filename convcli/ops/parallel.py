@@ -1,0 +1,70 @@
+"""Both cores for numeric work that releases the GIL (OpenCV, numpy ufuncs, BLAS).
+
+The numeric core splits big arrays into independent tasks (channel × row
+band) and runs them on a small shared thread pool. ``CONVCLI_THREADS`` or
+:func:`set_num_threads` caps it; batch worker processes set 1 so that
+processes, not threads, share the cores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Below this many output values per call, threads cost more than they give.
+MIN_PARALLEL_VALUES = 1 << 18
+
+_threads: int | None = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def num_threads() -> int:
+    """Threads the core may use: ``set_num_threads``, else ``$CONVCLI_THREADS``, else the CPUs."""
+    if _threads is not None:
+        return _threads
+    env = os.environ.get("CONVCLI_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def set_num_threads(n: int | None) -> None:
+    """Cap the threads (None: back to the default)."""
+    global _threads, _pool
+    _threads = None if n is None else max(1, int(n))
+    if _pool is not None:
+        _pool.shutdown(wait=False)
+        _pool = None
+
+
+def run_tasks(fn: Callable[[Any], T], tasks: Sequence[Any], *, values: int) -> list[T]:
+    """``[fn(t) for t in tasks]``, on the thread pool when ``values`` is large enough."""
+    global _pool
+    n = num_threads()
+    if n <= 1 or len(tasks) <= 1 or values < MIN_PARALLEL_VALUES:
+        return [fn(t) for t in tasks]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="convcli")
+    return list(_pool.map(fn, tasks))
+
+
+def bands(n_rows: int, parts: int) -> list[tuple[int, int]]:
+    """Split ``range(n_rows)`` into at most ``parts`` contiguous, near-equal bands."""
+    parts = max(1, min(parts, n_rows))
+    edges = [round(i * n_rows / parts) for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+
+
+def chunked(items: Iterable[T], size: int) -> list[list[T]]:
+    out: list[list[T]] = []
+    for item in items:
+        if not out or len(out[-1]) >= size:
+            out.append([])
+        out[-1].append(item)
+    return out
