@@ -222,8 +222,11 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
         montage=o["montage"], force=o["force"], skip_existing=o["skip_existing"],
         dry_run=o["dry_run"], save_stages=o.get("save_stages", False),
     )  # fmt: skip
-    if fmt is None and o["out"] != "-":
+    if o["out"] != "-":
         from pathlib import Path
+
+        from convcli.errors import ParameterError
+        from convcli.runner import IMAGE_EXTENSIONS
 
         ext = Path(o["out"]).suffix.lower()
         fmt_from_ext = {
@@ -233,7 +236,15 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
             ".npy": "npy",
             ".npz": "npz",
         }
-        outo = OutputOptions(**{**outo.__dict__, "fmt": fmt_from_ext.get(ext)})
+        if ext in IMAGE_EXTENSIONS and ext not in fmt_from_ext and not Path(o["out"]).is_dir():
+            raise ParameterError(
+                f"-o {o['out']}: cannot write {ext[1:]} files; name a .png, .tif, .npy or .npz"
+                " file, or a folder"
+            )
+        if fmt is not None and ext in fmt_from_ext and fmt_from_ext[ext] != fmt:
+            raise ParameterError(f"-o {o['out']} and --format {fmt} disagree; give one of them")
+        if fmt is None:
+            outo = OutputOptions(**{**outo.__dict__, "fmt": fmt_from_ext.get(ext)})
     batch = BatchOptions(
         recursive=o["recursive"], include=tuple(o["include"] or ()),
         exclude=tuple(o["exclude"] or ()), workers=o["workers"], manifest=o["manifest"],
@@ -268,9 +279,12 @@ def main() -> None:
         # Not standalone: click *returns* exit codes (typer.Exit, Ctrl-C) instead of exiting.
         code = app(standalone_mode=False)
     except ConvcliError as exc:
-        if traceback:
-            raise
-        error_line(str(exc))
+        if traceback:  # the whole story, then the same exit code as without it
+            import traceback as tb
+
+            tb.print_exc()
+        else:
+            error_line(str(exc))
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         error_line("interrupted")
@@ -279,8 +293,9 @@ def main() -> None:
         raise
     except Exception as exc:  # click usage errors and anything unexpected
         click_error, usage_error, no_args_help, abort = _click_exceptions()
-        if isinstance(exc, no_args_help):
-            print(exc.format_message(), file=sys.stderr)
+        if isinstance(exc, no_args_help):  # Typer's rich help has printed itself already
+            if exc.format_message().strip():
+                print(exc.format_message(), file=sys.stderr)
             sys.exit(int(ExitCode.USAGE))
         if isinstance(exc, click_error):
             message = exc.format_message()

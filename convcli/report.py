@@ -103,7 +103,7 @@ def shape_table(result: Result, *, title: str | None = None) -> Table:
     table.add_column("out C×H×W", justify="right", no_wrap=True, style="bold green")
     table.add_column("weights", justify="right")
     table.add_column("MACs", justify="right")
-    table.add_column("RF / eff. stride", justify="right", no_wrap=True)
+    table.add_column("RF /\neff. stride", justify="right", no_wrap=True)
     for r in result.records:
         g = r.geometry
         stage = Text(r.description, style="bold")
