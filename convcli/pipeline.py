@@ -288,8 +288,9 @@ def prepare(image: ImageData, pipeline: Pipeline) -> tuple[np.ndarray, str, bool
     number (a blur), alpha is filtered too and colour is divided back by it
     afterwards. Kernels summing to zero or less (edge detectors) give no
     meaningful opacity: colour stays premultiplied and alpha is dropped. A
-    first pooling stage pools alpha like any channel; a 4-D layer keeps alpha
-    only when its ``c_in`` counts it.
+    first average pooling stage is a blur too (premultiplied, divided back);
+    max/min pooling pools alpha like any channel; ``drop`` drops alpha before
+    any first stage; a 4-D layer keeps alpha only when its ``c_in`` counts it.
     """
     x = image.array
     channels = image.channels
@@ -297,6 +298,12 @@ def prepare(image: ImageData, pipeline: Pipeline) -> tuple[np.ndarray, str, bool
         return x, channels, False
     first = pipeline.stages[0]
     if isinstance(first, PoolStage):
+        if pipeline.alpha == "drop":
+            return x[:-1], channels[:-1], False
+        if first.op in ("avg", "global-avg"):
+            premul = x.copy()
+            premul[:-1] *= x[-1]
+            return premul, channels, True
         return x, channels, False
     if pipeline.alpha == "drop" or first.kernel.kind == "layer":
         if (
@@ -334,10 +341,10 @@ def run(pipeline: Pipeline, image: ImageData, *, keep_stages: bool = False) -> R
             y = conv2d(x, stage.kernel, dtype=dtype, **record.options)
             if y.ndim == 2:
                 y = y[None]
-            if premultiplied and record.index == 1:
-                y = _unpremultiply(y, len(channels))
         else:
             y = pool2d(x, stage.op, dtype=dtype, **record.options)
+        if premultiplied and record.index == 1:
+            y = _unpremultiply(y, len(channels))
         record.seconds = time.perf_counter() - t0
         if keep_stages:
             record.maps = y
