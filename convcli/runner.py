@@ -32,6 +32,7 @@ class OutputOptions:
     skip_existing: bool = False
     dry_run: bool = False
     keep_result: bool = False  # keep arrays in the outcome (single in-process runs: preview)
+    save_stages: bool = False  # also write every stage's maps (convcli run --save-stages)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,11 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             if done:
                 return Outcome(job.source, "skipped", done, seconds=time.perf_counter() - t0)
         image = imageio.load_image(job.source, gray=pipeline.gray, dtype=pipeline.dtype)
-        result = run(pipeline, image) if not opts.dry_run else _plan_only(pipeline, image)
+        result = (
+            run(pipeline, image, keep_stages=opts.save_stages)
+            if not opts.dry_run
+            else _plan_only(pipeline, image)
+        )
         assert result.maps is not None or opts.dry_run
         maps = result.maps
         if maps is None:  # dry run: an empty stand-in of the right shape
@@ -137,6 +142,9 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         report = result_json(result, write, dry_run=opts.dry_run)
         status = "planned" if opts.dry_run else "done"
         files = [str(p) for p in (write.planned if opts.dry_run else write.paths)]
+        if opts.save_stages:
+            report["stage_outputs"] = write_stages(result, name, job, opts, fmt)
+            files += report["stage_outputs"]
         keep = opts.keep_result
         return Outcome(
             job.source, status, files, None, time.perf_counter() - t0, report,
@@ -178,6 +186,31 @@ def _existing_outputs(job: Job, name: str, fmt: str, opts: OutputOptions) -> lis
         if p.name.startswith(prefix) and p.name.endswith("." + ext) and p.is_file()
     )
     return found
+
+
+def write_stages(result: Result, name: str, job: Job, opts: OutputOptions, fmt: str) -> list[str]:
+    """Write every stage's maps (``--save-stages``) as ``<stem>.<name>.stage<i>-<stage>.<ext>``.
+
+    The maps are those :func:`convcli.pipeline.run` kept with ``keep_stages``; a
+    dry run plans the names only. Returns the files written (or planned).
+    """
+    import numpy as np
+
+    from convcli import imageio
+
+    files: list[str] = []
+    for record in result.records:
+        maps = record.maps
+        if maps is None:  # dry run: names only
+            maps = np.zeros((record.geometry.out_shape[0], 1, 1), np.float32)
+        write = imageio.write_feature_maps(
+            maps, out=job.out_dir, stem=job.stem, name=f"{name}.stage{record.index}-{record.name}",
+            fmt=fmt, layout=record.layout, labels=record.labels, range_mode=opts.range_mode,
+            bit_depth=opts.bit_depth, montage=opts.montage, force=opts.force,
+            inputs=[job.source], dry_run=opts.dry_run,
+        )  # fmt: skip
+        files += [str(p) for p in (write.planned if opts.dry_run else write.paths)]
+    return files
 
 
 def pipeline_parameters(pipeline: Pipeline) -> dict[str, Any]:
