@@ -752,3 +752,17 @@ def test_script_runs_on_a_sample_photo(tmp_path: Path) -> None:
         with Image.open(tmp_path / "convcli-out" / name) as im:
             assert im.size == (113, 75) and im.mode == "RGB"
             assert np.asarray(im).std() > 5  # a picture, not a flat field
+
+
+# --------------------------------------------------------------------------- the gallery
+
+
+def test_gallery_pictures_are_small_and_show_something() -> None:
+    gallery = sorted((REPO / "docs" / "gallery").glob("*.png"))
+    assert len(gallery) >= 4
+    assert sum(p.stat().st_size for p in gallery) < 600_000
+    for path in gallery:
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("L"), dtype=np.float64)
+            assert im.width <= 256, path.name
+        assert 20 < a.mean() < 235 and a.std() > 10, path.name  # not flat black/white

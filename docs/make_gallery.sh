@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Regenerate the README gallery (docs/gallery/*.png) with convcli itself.
+#
+#   docs/make_gallery.sh            # from anywhere; needs `convcli` on PATH
+#   CONVCLI="python -m convcli" docs/make_gallery.sh
+#
+# Every picture is at most 225 px wide: the sample photo is first shrunk 2x by
+# convcli's own average pooling, and every output is computed from that.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+convcli=${CONVCLI:-convcli}
+cd "$repo"
+out=docs/gallery
+mkdir -p "$out"
+
+run() {
+    echo "+ convcli $*" >&2
+    $convcli "$@" --force -q
+}
+
+# The input: samples/chelsea.jpg (451x300) average-pooled 2x2 -> 225x150 RGB.
+run pool samples/chelsea.jpg --op avg --size 2 -o "$out/chelsea.png"
+
+# Blur: a 9x9 Gaussian, sigma 3, on every colour channel (one RGB picture).
+run convolve "$out/chelsea.png" -k gaussian:9:3 -o "$out/chelsea.blur.png"
+
+# Edges: Sobel x on the luma, |x|, values above 1 clipped to white.
+run convolve "$out/chelsea.png" -k sobel-x --gray --activation abs --range clip \
+    -o "$out/chelsea.edges.png"
+
+# Emboss: 0 lands on mid-grey (auto range: min-max of the result).
+run convolve "$out/chelsea.png" -k emboss --gray -o "$out/chelsea.emboss.png"
+
+# Feature maps: the 4-kernel compass bank (kernels/compass-bank.yaml), ReLU, 2x2 max
+# pool -> 4 maps of 112x75; --montage draws them as one labelled grid.
+maps="$(mktemp -d)"
+trap 'rm -rf "$maps"' EXIT
+run convolve "$out/chelsea.png" -k kernels/compass-bank.yaml --gray --activation relu \
+    --pool max --montage -o "$maps"
+mv "$maps/chelsea.compass-maxpool.montage.png" "$out/chelsea.compass-montage.png"
+
+ls -l "$out"
