@@ -70,37 +70,59 @@ def execute(
             f"no images found in {', '.join(inputs)} (extensions: png, jpg, tif, bmp, gif, webp)"
         )
     jobs = make_jobs(found, out.out)
+    if batch.executor == "dask" and not batch.scheduler:
+        raise ParameterError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)")
+    if batch.executor != "dask" and batch.scheduler:
+        raise ParameterError("--scheduler needs --executor dask")
     stdout_is_data = out.out == "-"
     con, err = consoles(stdout_is_data)
 
-    if len(jobs) == 1 and batch.manifest is None:
+    if len(jobs) == 1:
         opts = OutputOptions(**{**out.__dict__, "keep_result": True})
         from convcli.runner import process_one
 
         outcome = process_one(pipeline, jobs[0], opts)
         outcomes = [outcome]
+        if batch.manifest is not None:
+            write_manifest(batch.manifest, outcomes, pipeline)
         if outcome.status == "failed":
             if outcome.exception is not None and traceback_wanted():
                 raise outcome.exception
             error_line(outcome.error or "failed")
         elif rep.json:
             print(json.dumps(outcome.report or {}, indent=2))
-        elif not rep.quiet:
+        elif not rep.quiet and outcome.result is not None:
             _print_single(con, outcome, out, rep)
+        elif not rep.quiet:  # skipped (--skip-existing): nothing was computed
+            con.print(f"{outcome.input}: {outcome.status} ({', '.join(outcome.outputs)})")
         elif rep.preview and outcome.result is not None:
             _print_preview(con, outcome, out)
     else:
-        outcomes = run_batch(
-            pipeline, jobs, out, workers=batch.workers or 1,
-            on_outcome=lambda o: error_line(o.error or "") if o.status == "failed" else None,
-        )  # fmt: skip
+        import time
+
+        from convcli.batch import BatchProgress
+
+        t0 = time.perf_counter()
+        with BatchProgress(len(jobs), console=err, enabled=not rep.quiet) as progress:
+
+            def on_outcome(o: Outcome) -> None:
+                if o.status == "failed":
+                    error_line(o.error or f"{o.input}: failed")
+                progress.advance(o)
+
+            outcomes = run_batch(
+                pipeline, jobs, out, workers=batch.workers, executor=batch.executor,
+                scheduler=batch.scheduler, on_outcome=on_outcome,
+            )  # fmt: skip
+        wall = time.perf_counter() - t0
         if batch.manifest is not None:
             write_manifest(batch.manifest, outcomes, pipeline)
         if rep.json:
+            summary = {**summary_counts(outcomes), "seconds": round(wall, 4)}
             print(json.dumps({"results": [o.report or _failed_json(o) for o in outcomes],
-                              "summary": summary_counts(outcomes)}, indent=2))  # fmt: skip
+                              "summary": summary}, indent=2))  # fmt: skip
         elif not rep.quiet:
-            con.print(summary_table(outcomes))
+            con.print(summary_table(outcomes, wall))
     failed = sum(o.status == "failed" for o in outcomes)
     return int(ExitCode.SOME_FAILED if failed else ExitCode.OK)
 

@@ -106,11 +106,16 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
     name = output_name(pipeline.stages, pipeline.name)
     fmt = opts.fmt or "png"
     try:
-        if opts.skip_existing and job.out_file is None:
-            done = _existing_outputs(job, name, fmt, opts)
-            if done:
-                return Outcome(job.source, "skipped", done, seconds=time.perf_counter() - t0)
+        resume = opts.skip_existing and job.out_file != "-" and not opts.dry_run
+        found = _existing_outputs(pipeline, job, name, fmt, opts) if resume else None
+        if found is not None and found[0]:
+            return Outcome(job.source, "skipped", found[0], seconds=time.perf_counter() - t0)
         image = imageio.load_image(job.source, gray=pipeline.gray, dtype=pipeline.dtype)
+        if resume and found is None:  # the file names depend on the image's channels
+            found = _existing_outputs(pipeline, job, name, fmt, opts, image)
+            if found is not None and found[0]:
+                return Outcome(job.source, "skipped", found[0], seconds=time.perf_counter() - t0)
+        redo = found is not None and found[1]  # some outputs exist, not all: rewrite them
         result = (
             run(pipeline, image, keep_stages=opts.save_stages)
             if not opts.dry_run
@@ -134,7 +139,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             range_mode=opts.range_mode,
             bit_depth=opts.bit_depth,
             montage=opts.montage,
-            force=opts.force,
+            force=opts.force or redo,
             inputs=[job.source],
             params=pipeline_parameters(pipeline),
             dry_run=opts.dry_run,
@@ -171,21 +176,51 @@ def _plan_only(pipeline: Pipeline, image: Any) -> Result:
     return result
 
 
-def _existing_outputs(job: Job, name: str, fmt: str, opts: OutputOptions) -> list[str]:
-    """Outputs of an earlier run of this input, when all of them exist (``--skip-existing``)."""
-    folder = Path(job.out_dir)
-    if not folder.is_dir():
-        return []
-    ext = "tif" if fmt == "tiff" else fmt
-    from convcli.imageio.write import _safe  # the same name sanitising as the writer
+def _existing_outputs(
+    pipeline: Pipeline, job: Job, name: str, fmt: str, opts: OutputOptions, image: Any = None
+) -> tuple[list[str], bool] | None:
+    """``(outputs, partial)`` of an earlier run of this input (``--skip-existing``).
 
-    prefix = f"{_safe(job.stem)}.{_safe(name)}."
-    found = sorted(
-        str(p)
-        for p in folder.iterdir()
-        if p.name.startswith(prefix) and p.name.endswith("." + ext) and p.is_file()
-    )
-    return found
+    ``outputs`` lists the files :func:`imageio.write_feature_maps` would write when
+    every one of them exists (the input is done), else it is empty; ``partial`` says
+    some but not all exist (the input must be redone, overwriting them). The
+    file names are planned exactly as the writer plans them: from the stages alone
+    when they fix the layout (one picture, a bank, a 4-D layer), else from
+    ``image`` (a bank applied to maps: the map count depends on the channels).
+    None when that cannot be told (no ``image`` yet, or options the run will reject).
+    """
+    from convcli.imageio import plan_outputs
+    from convcli.pipeline import _layout_after, plan, prepare
+
+    layout: str = "image"
+    labels: tuple[str, ...] = ()
+    try:
+        if image is None:
+            for stage in pipeline.stages:
+                layout, labels = _layout_after(stage, layout, labels)
+            if layout == "image":
+                n_maps = 1
+            elif layout.startswith("bank:"):
+                n_maps = int(layout[5:])
+            elif labels:
+                n_maps = len(labels)
+            else:
+                return None
+        else:
+            x, channels, _ = prepare(image, pipeline)
+            result = plan(pipeline, x.shape, channels)  # type: ignore[arg-type]
+            n_maps, layout, labels = result.out_shape[0], result.layout, result.labels
+        planned = plan_outputs(
+            job.stem, name, n_maps, layout, out=job.out_dir, fmt=fmt, labels=labels,
+            single_file=Path(job.out_file) if job.out_file is not None else None,
+            montage=opts.montage,
+        )  # fmt: skip
+    except (ConvcliError, ValueError):
+        return None  # the run itself will report the problem
+    present = [os.path.isfile(p) for p in planned]
+    if all(present):
+        return [str(p) for p in planned], False
+    return [], any(present)
 
 
 def write_stages(result: Result, name: str, job: Job, opts: OutputOptions, fmt: str) -> list[str]:
