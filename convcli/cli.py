@@ -222,10 +222,13 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
         montage=o["montage"], force=o["force"], skip_existing=o["skip_existing"],
         dry_run=o["dry_run"], save_stages=o.get("save_stages", False),
     )  # fmt: skip
+    from convcli.errors import ParameterError
+
+    if o["out"] == "-" and o["montage"]:
+        raise ParameterError("-o - writes one image to stdout; --montage needs a folder or a file")
     if o["out"] != "-":
         from pathlib import Path
 
-        from convcli.errors import ParameterError
         from convcli.runner import IMAGE_EXTENSIONS
 
         ext = Path(o["out"]).suffix.lower()

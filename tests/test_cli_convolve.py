@@ -428,6 +428,7 @@ def test_o_with_a_bank_needs_a_folder(
     [
         (["-o", "blurred.jpg"], "cannot write jpg files"),
         (["-o", "b.png", "--format", "npy"], "disagree"),
+        (["-o", "-", "--montage"], "--montage needs a folder"),
     ],
 )
 def test_o_that_cannot_be_honoured_is_a_usage_error(
@@ -766,3 +767,25 @@ def test_gallery_pictures_are_small_and_show_something() -> None:
             a = np.asarray(im.convert("L"), dtype=np.float64)
             assert im.width <= 256, path.name
         assert 20 < a.mean() < 235 and a.std() > 10, path.name  # not flat black/white
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_script_ctrl_c_exits_130_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [*convcli_exe(), "convolve", "-", "-k", "box", "-o", "out"],
+        cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **ENV},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # started, now waiting for the image on stdin
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert err == b"error: interrupted\n" and out == b""
+    assert not (tmp_path / "out").exists()
