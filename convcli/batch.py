@@ -295,7 +295,10 @@ def _new_pool(n: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context(START_METHOD)
     if START_METHOD == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)  # type: ignore[attr-defined]
-    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker)
+    threads = max(1, cpu_count() // n)  # processes share the cores, not threads on top
+    return ProcessPoolExecutor(
+        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+    )
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -318,8 +321,14 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 _busy = False
 
 
-def _init_worker() -> None:
-    """Worker start-up: the parent handles Ctrl-C; SIGTERM abandons the input at hand."""
+def _init_worker(threads: int = 1) -> None:
+    """Worker start-up: the parent handles Ctrl-C; SIGTERM abandons the input at hand.
+
+    ``threads`` caps the numeric core's thread pool in this process.
+    """
+    from convcli.ops.parallel import set_num_threads
+
+    set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
 
