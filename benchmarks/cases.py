@@ -190,6 +190,7 @@ def _depthwise(ctx: Ctx, label: str, k: np.ndarray) -> Case:
     ]
     if ctx.quick and size >= 31:
         contenders[3] = _absent("torch", "skipped on --quick (31x31 can take ~45 s a call)")
+        contenders[4] = _absent("scipy", "skipped on --quick (31x31 takes ~6 s a call)")
     return Case(
         name=f"depthwise-{size}x{size}-{label}",
         title=f"depthwise {size}x{size} {label}, f32 3x2048x2048, same/reflect",
@@ -466,7 +467,7 @@ def registry(ctx: Ctx) -> list[tuple[str, Callable[[], Case]]]:
                     lambda op=op, size=size, stride=stride: case_pool(ctx, op, size, stride),
                 )
             )
-    n = 50 if ctx.quick else 200
+    n = 40 if ctx.quick else 200
     cases.append(("e2e-sobel-png", lambda: case_e2e(ctx)))
     cases.append((f"batch-{n}-png", lambda: case_batch(ctx, n)))
     cases.append(("startup-help", lambda: case_startup(ctx)))

@@ -45,7 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", metavar="PATTERN", help="run cases whose name matches (regex)")
     p.add_argument("--json", metavar="FILE", type=Path, help="save results as JSON")
     p.add_argument("--list", action="store_true", help="list case names and exit")
-    p.add_argument("--repeats", type=int, help="timed rounds per case (default 7, quick 3)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        help="timed rounds per case (default 7, quick 3; batch 3/2, start-up 20/7)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary input folder")
     return p.parse_args(argv)
 
@@ -205,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, build in todo:
             log(f"[{time.perf_counter() - started:6.1f}s] {name}")
             case = build()
+            if args.repeats:  # an explicit count beats the case's own
+                case.repeats = args.repeats
             run_case(case, repeats=repeats, slow=2.0, slow_repeats=1 if args.quick else 2)
             done.append(case)
         if args.keep:
