@@ -172,7 +172,15 @@ def _hint(word: str, choices: Sequence[str]) -> str:
 
 
 def _construct(node: yaml.Node) -> Any:
-    return yaml.SafeLoader("").construct_object(node, deep=True)
+    """The Python value of a node; one YAML cannot build (``!!int abc``) is a PipelineError
+    at its line (the file and stage are filled in by :meth:`_Reader.read`)."""
+    try:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PipelineError(
+            f"cannot read this value: {' '.join(problem.split())}", line=_line(node)
+        ) from None
 
 
 class _Reader:
@@ -189,6 +197,21 @@ class _Reader:
 
     def read(self) -> PipelineFile:
         try:
+            return self._read()
+        except PipelineError as exc:
+            if exc.file is None:  # from _construct, which knows only the node
+                raise PipelineError(
+                    f"{self.where}{exc.message}", file=self.file, line=exc.line
+                ) from None
+            raise
+        except RecursionError:
+            raise PipelineError(
+                "nested too deeply (or a list that contains itself through an alias)",
+                file=self.file,
+            ) from None
+
+    def _read(self) -> PipelineFile:
+        try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise PipelineError("no such pipeline file", file=self.file) from None
@@ -198,7 +221,8 @@ class _Reader:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
+            problem = getattr(exc, "problem", None) or str(exc).split("\n")[0]
+            problem = " ".join(problem.split())
             line = mark.line + 1 if mark is not None else None
             raise PipelineError(f"not valid YAML: {problem}", file=self.file, line=line) from None
         if root is None:

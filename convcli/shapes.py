@@ -28,6 +28,12 @@ Pad4 = tuple[int, int, int, int]  # top, bottom, left, right
 PaddingSpec = int | str | Sequence[int]
 
 PADDING_WORDS = ("valid", "same", "full")
+#: Largest stride, dilation, window or padding accepted: no image is wider, and
+#: larger numbers overflow the numeric core's int64 index arithmetic.
+MAX_INT = 2**31 - 1
+#: Most values a padded input may hold (4 TiB of float32): beyond that no
+#: machine can allocate it, and numpy would fail with a bare ValueError.
+MAX_VALUES = 1 << 40
 POOL_OPS = ("max", "avg", "min", "global-max", "global-avg")
 
 
@@ -72,6 +78,8 @@ def as_pair(value: int | Sequence[int] | str, name: str, *, minimum: int = 1) ->
     for v in items:
         if v < minimum:
             raise ParameterError(f"{name} must be >= {minimum}, got {v}")
+        if v > MAX_INT:
+            raise ParameterError(f"{name} must be at most {MAX_INT}, got {v}")
     return items[0], items[1]
 
 
@@ -116,6 +124,8 @@ def parse_padding(value: PaddingSpec) -> str | Pad4:
             ) from None
     if any(v < 0 for v in items):
         raise ParameterError(f"padding must not be negative, got {value!r}")
+    if any(v > MAX_INT for v in items):
+        raise ParameterError(f"padding must be at most {MAX_INT}, got {value!r}")
     if len(items) == 1:
         return (items[0],) * 4  # type: ignore[return-value]
     if len(items) == 2:
@@ -333,6 +343,7 @@ def conv_geometry(
     if origin is not None and not (0 <= origin[0] < kh and 0 <= origin[1] < kw):
         raise ParameterError(f"origin {origin} lies outside the {kh}×{kw} kernel")
     pad = resolve_padding(padding, (h, w), (kh, kw), stride=st, dilation=dil, origin=origin)
+    _check_padded_size(c, h, w, pad)
     fy = _axis("H", h, kh, st[0], dil[0], pad[0], pad[1], False, False)
     fx = _axis("W", w, kw, st[1], dil[1], pad[2], pad[3], False, False)
     if fy.size_out < 1 or fx.size_out < 1:
@@ -394,6 +405,7 @@ def pool_geometry(
                 f"pool padding {pad[0]},{pad[2]} must be at most half the window {kh}×{kw}"
                 " (a window would see only padding)"
             )
+    _check_padded_size(c, h, w, pad)
     fy = _axis("H", h, kh, st[0], 1, pad[0], pad[1], ceil_mode, True)
     fx = _axis("W", w, kw, st[1], 1, pad[2], pad[3], ceil_mode, True)
     if fy.size_out < 1 or fx.size_out < 1:
@@ -407,6 +419,15 @@ def pool_geometry(
         0, c * fy.size_out * fx.size_out * kh * kw, rf,
         (jump_in[0] * st[0], jump_in[1] * st[1]), _unused_warnings(fy, fx),
     )  # fmt: skip
+
+
+def _check_padded_size(c: int, h: int, w: int, pad: Pad4) -> None:
+    ph, pw = h + pad[0] + pad[1], w + pad[2] + pad[3]
+    if max(c, 1) * ph * pw > MAX_VALUES:
+        raise ShapeError(
+            f"the padded input {c}×{ph}×{pw} is too large to compute (more than 2**40 values);"
+            " use less padding or a smaller dilation or window"
+        )
 
 
 def _unused_warnings(fy: AxisFormula, fx: AxisFormula) -> tuple[str, ...]:

@@ -90,6 +90,11 @@ def _any(v: float) -> str | None:
     return None
 
 
+#: Largest side of a built-in kernel (a 4097×4097 Gaussian is a sigma of ~680 px):
+#: beyond it a typo such as ``box:100000`` would try to allocate tens of GiB.
+MAX_KERNEL_SIZE = 4097
+
+
 def _parse_params(name: str, raw: tuple[str, ...], params: tuple[Param, ...]) -> list[float | None]:
     """Turn raw strings into numbers (None where a parameter was left out or empty)."""
     if len(raw) > len(params):
@@ -113,6 +118,8 @@ def _parse_params(name: str, raw: tuple[str, ...], params: tuple[Param, ...]) ->
         if not math.isfinite(value):
             raise KernelError(f"{name}: {p.name} must be finite, got {text!r}")
         problem = p.check(value)
+        if not problem and p.kind is int and value > MAX_KERNEL_SIZE:
+            problem = f"must be at most {MAX_KERNEL_SIZE}"
         if problem:
             raise KernelError(f"{name}: {p.name} {problem}, got {text}")
         values[i] = value
@@ -137,6 +144,11 @@ def gaussian_size_for_sigma(sigma: float) -> int:
     >>> gaussian_size_for_sigma(1.0)
     7
     """
+    if 6 * sigma + 1 > MAX_KERNEL_SIZE:
+        raise KernelError(
+            f"sigma {sigma:g} needs a kernel wider than {MAX_KERNEL_SIZE} taps;"
+            " use a smaller sigma (or shrink the image first)"
+        )
     return 2 * math.ceil(3 * sigma) + 1
 
 
@@ -459,9 +471,22 @@ def builtin_kernel(spec: str) -> Kernel:
             "see `convcli kernels list`"
         )
     values = _parse_params(name, raw, b.params)
-    weights, description, labels = b.make(values)
-    weights = np.asarray(weights, dtype=np.float64) + 0.0
     full = ":".join([name, *raw]) if raw else name
+    try:
+        with np.errstate(all="ignore"):
+            weights, description, labels = b.make(values)
+    except (OverflowError, ZeroDivisionError) as exc:
+        raise KernelError(f"{full}: a parameter is out of range ({exc})") from None
+    except KernelError as exc:
+        if exc.message.startswith(f"{name}:"):
+            raise
+        raise KernelError(f"{name}: {exc.message}") from None
+    weights = np.asarray(weights, dtype=np.float64) + 0.0
+    if not np.isfinite(weights).all():
+        raise KernelError(
+            f"{full}: these parameters give weights that are not finite numbers"
+            " (a sigma or wavelength too small or too large?)"
+        )
     return Kernel(
         name=full,
         weights=weights,

@@ -107,7 +107,20 @@ def _line(node: yaml.Node | None) -> int | None:
 
 
 def _construct(node: yaml.Node) -> Any:
-    return yaml.SafeLoader("").construct_object(node, deep=True)
+    """The Python value of a node; a value YAML cannot build (``!!int abc``, ``!!foo``) is a
+    :class:`KernelError` at its line (the file is filled in by :func:`_read`)."""
+    try:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise KernelError(
+            f"cannot read this value: {' '.join(problem.split())}", line=_line(node)
+        ) from None
+
+
+#: The most numbers a weights entry may hold (aliases can repeat a list
+#: exponentially: a "billion laughs" file must fail fast, not fill the memory).
+MAX_WEIGHTS = 1 << 22
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -236,6 +249,8 @@ class _Reader:
         if isinstance(node, yaml.SequenceNode):
             if not node.value:
                 raise self.error(f"{_where(label, path)} is empty", node)
+            if not path and _count(node, {}, set()) > MAX_WEIGHTS:
+                raise self.error(f"{label} holds more than {MAX_WEIGHTS} numbers", node)
             parts = [self._nested(child, (*path, i), label) for i, child in enumerate(node.value)]
             first = parts[0][1]
             for i, (_, shape) in enumerate(parts[1:], start=1):
@@ -243,6 +258,20 @@ class _Reader:
                     raise self.error(_ragged(label, path, i, shape, first), node.value[i])
             return [p[0] for p in parts], (len(parts), *first)
         return self.number(node, _where(label, path)), ()
+
+
+def _count(node: yaml.Node, memo: dict[int, int], busy: set[int]) -> int:
+    """How many numbers a list node expands to, counting each shared (aliased) node once."""
+    if not isinstance(node, yaml.SequenceNode):
+        return 1
+    key = id(node)
+    if key in busy:
+        raise RecursionError  # the list contains itself
+    if key not in memo:
+        busy.add(key)
+        memo[key] = sum(_count(child, memo, busy) for child in node.value)
+        busy.discard(key)
+    return memo[key]
 
 
 def _where(label: str, path: tuple[int, ...]) -> str:
@@ -355,6 +384,19 @@ def _layer_defaults(reader: _Reader, m: dict[str, tuple[yaml.Node, yaml.Node]]) 
 
 
 def _read(reader: _Reader) -> Kernel:
+    try:
+        return _read_file(reader)
+    except KernelError as exc:
+        if exc.file is None:  # raised where only the node was known
+            raise KernelError(exc.message, file=reader.file, line=exc.line) from None
+        raise
+    except RecursionError:
+        raise reader.error(
+            "nested too deeply (or a list that contains itself through an alias)"
+        ) from None
+
+
+def _read_file(reader: _Reader) -> Kernel:
     path = reader.path
     try:
         text = path.read_text(encoding="utf-8")
@@ -369,8 +411,10 @@ def _read(reader: _Reader) -> Kernel:
         problem = exc.problem or exc.context or "syntax error"
         line = mark.line + 1 if mark is not None else None
         raise KernelError(f"invalid YAML: {problem}", file=reader.file, line=line) from None
-    except yaml.YAMLError as exc:
-        raise KernelError(f"invalid YAML: {exc}", file=reader.file) from None
+    except yaml.YAMLError as exc:  # e.g. a control character: keep the message on one line
+        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(problem.split("\n")[0].split())
+        raise KernelError(f"invalid YAML: {problem}", file=reader.file) from None
     if root is None:
         raise reader.error("the file is empty; expected a mapping with 'weights:' or 'kernels:'")
     m = reader.mapping(root, TOP_KEYS, "the top level of a kernel file")
