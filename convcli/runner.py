@@ -121,6 +121,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             if not opts.dry_run
             else _plan_only(pipeline, image)
         )
+        del image  # only the maps are needed from here: keep peak memory down
         assert result.maps is not None or opts.dry_run
         maps = result.maps
         if maps is None:  # dry run: an empty stand-in of the right shape

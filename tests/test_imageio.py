@@ -889,17 +889,18 @@ def test_creates_out_folders(tmp_path):
 
 
 def test_failing_write_leaves_nothing(tmp_path, monkeypatch):
-    real_save = Image.Image.save
+    import convcli.imageio.write as writer
+
+    real_encode = writer.write_png
     calls = []
 
-    def failing_save(self, fp, *args, **kwargs):
-        calls.append(fp)
+    def failing_encode(fh, pixels, **kwargs):
+        calls.append(pixels)
         if len(calls) == 2:
-            fp.write(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(self, fp, *args, **kwargs)
+        return real_encode(fh, pixels, **kwargs)
 
-    monkeypatch.setattr(Image.Image, "save", failing_save)
+    monkeypatch.setattr(writer, "write_png", failing_encode)
     with pytest.raises(OutputError) as exc:
         write_feature_maps(ramp(3), out=tmp_path, stem="s", name="k", layout="maps")
     assert str(exc.value) == f"{tmp_path / 's.k.1.png'}: cannot write (No space left on device)"
@@ -907,10 +908,12 @@ def test_failing_write_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_interrupt_leaves_nothing(tmp_path, monkeypatch):
-    def interrupted(self, fp, *args, **kwargs):
+    import convcli.imageio.write as writer
+
+    def interrupted(fh, pixels, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Image.Image, "save", interrupted)
+    monkeypatch.setattr(writer, "write_png", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_feature_maps(ramp(3), out=tmp_path, stem="s", name="k")
     assert list(tmp_path.iterdir()) == []

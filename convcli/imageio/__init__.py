@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from convcli.imageio.montage import montage_image
 from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
-from convcli.imageio.png import encode_png16
+from convcli.imageio.png import encode_png, encode_png16
 from convcli.imageio.read import ImageData, load_image, read_image
 from convcli.imageio.write import (
     FORMATS,
@@ -37,6 +37,7 @@ __all__ = [
     "MapImage",
     "WriteResult",
     "check_outputs",
+    "encode_png",
     "encode_png16",
     "load_image",
     "montage_image",

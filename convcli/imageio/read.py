@@ -252,7 +252,7 @@ def _decode(
         raw = data if data is not None else Path(label).read_bytes()
         arr, channels = decode_png16(raw)
         arr = _orient_array(img, arr)
-        return _finish(arr / 65535.0, channels, src_mode, 16, label, gray=gray, dtype=dtype)
+        return _finish(arr, channels, src_mode, 16, label, gray=gray, dtype=dtype, divisor=65535)
     _exif_transpose(img)
     if float_pages:
         pages = [np.asarray(img, dtype=np.float32)]
@@ -263,7 +263,9 @@ def _decode(
         arr = np.stack(pages, axis=-1)
         return _finish(arr, CHANNELS[float_pages], "F", 32, label, gray=gray, dtype=dtype)
     arr, channels, bits = _to_array(img, rawmode)
-    return _finish(arr, channels, src_mode, bits, label, gray=gray, dtype=dtype)
+    divisor = {8: 255, 16: 65535}.get(bits) if arr.dtype.kind in "ui" else None
+    del img  # the decoded picture is no longer needed: keep peak memory down
+    return _finish(arr, channels, src_mode, bits, label, gray=gray, dtype=dtype, divisor=divisor)
 
 
 def _tile_rawmode(img: Image.Image) -> str:
@@ -322,18 +324,22 @@ def _orient_array(img: Image.Image, arr: np.ndarray) -> np.ndarray:
 
 
 def _to_array(img: Image.Image, rawmode: str) -> tuple[np.ndarray, str, int]:
-    """(H, W[, C]) samples scaled to [0, 1] (or raw for I/F), channel names, bit depth."""
+    """(H, W[, C]) samples as stored (uint8 / uint16 / raw I and F), channel names, bit depth.
+
+    8- and 16-bit samples stay integers here; :func:`_finish` scales them by
+    their type's maximum straight into the float output.
+    """
     mode = img.mode
     has_trns = "transparency" in img.info
     if mode == "1":
         return np.asarray(img, dtype=np.float64), "L", 1
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        return np.asarray(img).astype(np.float64) / 65535.0, "L", 16
+        return np.asarray(img).astype(np.uint16), "L", 16
     if mode == "I":
         arr = np.asarray(img)
         if img.format == "PNG" and rawmode.startswith("I;16"):
             # Older Pillow opens 16-bit grey PNG as "I": still 16-bit data.
-            return arr.astype(np.float64) / 65535.0, "L", 16
+            return arr.astype(np.uint16), "L", 16
         return arr.astype(np.float64), "L", 32
     if mode == "F":
         return np.asarray(img, dtype=np.float64), "L", 32
@@ -361,21 +367,40 @@ def _to_array(img: Image.Image, rawmode: str) -> tuple[np.ndarray, str, int]:
 
 
 def _u8(img: Image.Image) -> np.ndarray:
-    return np.asarray(img, dtype=np.uint8).astype(np.float64) / 255.0
+    return np.asarray(img, dtype=np.uint8)
 
 
 def _finish(
-    arr: np.ndarray, channels: str, mode: str, bits: int, label: str, *, gray: bool, dtype: np.dtype
+    arr: np.ndarray,
+    channels: str,
+    mode: str,
+    bits: int,
+    label: str,
+    *,
+    gray: bool,
+    dtype: np.dtype,
+    divisor: float | None = None,
 ) -> ImageData:
+    """Channels first, in ``dtype``, integers divided by ``divisor`` (their type's maximum).
+
+    Each channel is converted straight into the output array: no full-size
+    float64 temporaries (an 8192×8192 RGB photo stays under 1 GiB here).
+    """
     chw = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    out = np.empty(chw.shape, dtype=dtype)
+    for c in range(chw.shape[0]):
+        if divisor is None:
+            np.copyto(out[c], chw[c], casting="unsafe")
+        else:
+            np.divide(chw[c], dtype.type(divisor), out=out[c], dtype=dtype)
     if gray and channels in ("RGB", "RGBA"):
-        r, g, b = (chw[i].astype(np.float64) for i in range(3))
-        luma = _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
+        luma = out[0] * dtype.type(_LUMA[0])
+        luma += out[1] * dtype.type(_LUMA[1])
+        luma += out[2] * dtype.type(_LUMA[2])
         if channels == "RGBA":
-            chw = np.stack([luma, chw[3]])
+            out = np.stack([luma, out[3]])
             channels = "LA"
         else:
-            chw = luma[None]
+            out = luma[None]
             channels = "L"
-    out = np.ascontiguousarray(chw, dtype=dtype)
     return ImageData(array=out, channels=channels, mode=mode, bit_depth=bits, path=label)

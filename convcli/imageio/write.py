@@ -20,7 +20,7 @@ from convcli.errors import OutputError, ParameterError
 from convcli.imageio._common import CHANNELS, index_labels
 from convcli.imageio.montage import montage_image
 from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
-from convcli.imageio.png import encode_png16
+from convcli.imageio.png import write_png
 
 #: Output formats, and the file extensions that select them with ``file=``.
 FORMATS = ("png", "tiff", "npy", "npz")
@@ -434,11 +434,7 @@ def _tile_labels(kind: str, labels: Sequence[str], n_maps: int, layout: str) -> 
 
 def _png_encoder(pixels: np.ndarray, bit_depth: int) -> Callable[[BinaryIO], None]:
     def encode(fh: BinaryIO) -> None:
-        if bit_depth == 16:
-            fh.write(encode_png16(pixels))
-            return
-        hwc = pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels, 0, -1)
-        Image.fromarray(np.ascontiguousarray(hwc)).save(fh, format="PNG")
+        write_png(fh, pixels, bit_depth=bit_depth)
 
     return encode
 
