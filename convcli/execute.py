@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from convcli.errors import ExitCode, ParameterError
+from convcli.errors import ExitCode, OutputError, ParameterError
 from convcli.pipeline import Pipeline
 from convcli.runner import Outcome, OutputOptions, pipeline_parameters
 
@@ -70,6 +70,9 @@ def execute(
             f"no images found in {', '.join(inputs)} (extensions: png, jpg, tif, bmp, gif, webp)"
         )
     jobs = make_jobs(found, out.out)
+    _check_folders(jobs, out.out, batch.manifest)
+    if len(jobs) > 1:
+        out = OutputOptions(**{**out.__dict__, "protect": _named_like_outputs(pipeline, jobs)})
     if batch.executor == "dask" and not batch.scheduler:
         raise ParameterError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)")
     if batch.executor != "dask" and batch.scheduler:
@@ -125,6 +128,35 @@ def execute(
             con.print(summary_table(outcomes, wall))
     failed = sum(o.status == "failed" for o in outcomes)
     return int(ExitCode.SOME_FAILED if failed else ExitCode.OK)
+
+
+def _check_folders(jobs: list, out: str, manifest: Path | None) -> None:
+    """A file where an output folder must be stops the run before any work (exit 2).
+
+    Otherwise every input would fail with the same message, or (the manifest)
+    the run would end in a crash after all the work was done.
+    """
+    wanted = [("-o " + out, Path(d)) for d in sorted({j.out_dir for j in jobs}) if out != "-"]
+    if manifest is not None:
+        wanted.append((f"--manifest {manifest}", Path(manifest).parent))
+    for option, folder in wanted:
+        for parent in [folder, *folder.parents]:
+            if parent.exists() and not parent.is_dir():
+                raise ParameterError(f"{option}: {parent} is a file, not a folder")
+
+
+def _named_like_outputs(pipeline: Pipeline, jobs: list) -> tuple[str, ...]:
+    """Inputs whose names look like this run's outputs (``a.box.png`` beside ``a.png``).
+
+    Each input's writer refuses to overwrite its own input; these others must
+    be refused too (with ``--force`` one input's output could be another input).
+    Only names holding ``.<output name>.`` can clash, so the list stays short.
+    """
+    from convcli.imageio import safe_name
+    from convcli.pipeline import output_name
+
+    tag = f".{safe_name(output_name(pipeline.stages, pipeline.name))}."
+    return tuple(j.source for j in jobs if j.source != "-" and tag in Path(j.source).name)
 
 
 def _failed_json(o: Outcome) -> dict[str, Any]:
@@ -192,14 +224,20 @@ def write_manifest(path: Path, outcomes: list[Outcome], pipeline: Pipeline) -> N
     params = pipeline_parameters(pipeline)
     text = "".join(json.dumps(o.manifest_line(params)) + "\n" for o in outcomes)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            why = exc.strerror or exc
+            raise OutputError(f"{path}: cannot write the manifest ({why})") from exc
         raise
 
 

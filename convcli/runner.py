@@ -33,6 +33,8 @@ class OutputOptions:
     dry_run: bool = False
     keep_result: bool = False  # keep arrays in the outcome (single in-process runs: preview)
     save_stages: bool = False  # also write every stage's maps (convcli run --save-stages)
+    #: Other inputs of the batch that an output could be named like (never overwritten).
+    protect: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             bit_depth=opts.bit_depth,
             montage=opts.montage,
             force=opts.force or redo,
-            inputs=[job.source],
+            inputs=[job.source, *opts.protect],
             params=pipeline_parameters(pipeline),
             dry_run=opts.dry_run,
         )
@@ -243,7 +245,7 @@ def write_stages(result: Result, name: str, job: Job, opts: OutputOptions, fmt: 
             maps, out=job.out_dir, stem=job.stem, name=f"{name}.stage{record.index}-{record.name}",
             fmt=fmt, layout=record.layout, labels=record.labels, range_mode=opts.range_mode,
             bit_depth=opts.bit_depth, montage=opts.montage, force=opts.force,
-            inputs=[job.source], dry_run=opts.dry_run,
+            inputs=[job.source, *opts.protect], dry_run=opts.dry_run,
         )  # fmt: skip
         files += [str(p) for p in (write.planned if opts.dry_run else write.paths)]
     return files
