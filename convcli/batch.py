@@ -334,9 +334,20 @@ def _init_worker(threads: int = 1) -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    # One SIGTERM is enough: a second one (the pool terminates all workers once
+    # one has died) must not interrupt the cleanup that the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if _busy:
         raise KeyboardInterrupt  # unwinds through the writer, which removes its temp files
-    os._exit(128 + signum)
+    _exit_clean(128 + signum)
+
+
+def _exit_clean(code: int) -> None:
+    """Leave the worker at once, after removing any temporary output file still pending."""
+    from convcli.imageio.write import remove_pending_temps
+
+    remove_pending_temps()
+    os._exit(code)
 
 
 def _work(pipeline: Pipeline, job: Job, opts: OutputOptions, since: float | None = None) -> Outcome:
@@ -353,7 +364,7 @@ def _work(pipeline: Pipeline, job: Job, opts: OutputOptions, since: float | None
             opts = replace(opts, force=True)
         return _guarded(pipeline, job, opts)
     except KeyboardInterrupt:
-        os._exit(128 + signal.SIGTERM)
+        _exit_clean(128 + signal.SIGTERM)
     finally:
         _busy = False
 

@@ -290,6 +290,7 @@ def main() -> None:
             error_line(str(exc))
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
+        _remove_pending_temps()
         error_line("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
     except SystemExit:
@@ -341,6 +342,13 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
 
     abort = classes("Abort") + (typer.Abort,)
     return classes("ClickException"), classes("UsageError"), classes("NoArgsIsHelpError"), abort
+
+
+def _remove_pending_temps() -> None:
+    """Belt and braces after Ctrl-C: no temporary output file survives the process."""
+    write = sys.modules.get("convcli.imageio.write")
+    if write is not None:
+        write.remove_pending_temps()
 
 
 def error_line(message: str) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -489,6 +488,44 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+#: Temporary files this process has created and not yet renamed or removed.
+#: Registered *before* a file is created, so a signal at any moment leaves
+#: nothing that :func:`remove_pending_temps` does not know about.
+_PENDING: set[str] = set()
+
+
+def remove_pending_temps() -> None:
+    """Delete every temporary output file still pending (called on interrupts and exits)."""
+    for name in list(_PENDING):
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+        _PENDING.discard(name)
+
+
+def _new_temp(path: Path) -> tuple[str, BinaryIO]:
+    """Create ``.<name>.<random>.tmp`` beside ``path``, registered in ``_PENDING`` first."""
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{os.urandom(4).hex()}.tmp")
+        _PENDING.add(name)
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            _PENDING.discard(name)
+            continue
+        except BaseException:
+            # a signal may land just after open() created the file
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
+            _PENDING.discard(name)
+            raise
+        return name, os.fdopen(fd, "w+b")
+    raise OutputError(f"{path}: cannot create a temporary file beside it")
+
+
 def _commit(encoders: Sequence[tuple[Path, Callable[[BinaryIO], None]]]) -> None:
     """Encode every output to a temp file beside it, then rename all into place."""
     temps: list[tuple[str, Path]] = []
@@ -502,16 +539,14 @@ def _commit(encoders: Sequence[tuple[Path, Callable[[BinaryIO], None]]]) -> None
                 why = exc.strerror or exc
                 raise OutputError(f"{path.parent}: cannot create folder ({why})") from exc
             try:
-                tmp = tempfile.NamedTemporaryFile(
-                    dir=path.parent, delete=False, prefix="." + path.name + ".", suffix=".tmp"
-                )
+                tmp_name, tmp = _new_temp(path)
             except OSError as exc:
                 raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-            temps.append((tmp.name, path))
+            temps.append((tmp_name, path))
             try:
                 with tmp:
-                    encode(tmp)  # type: ignore[arg-type]
-                os.chmod(tmp.name, 0o666 & ~_UMASK)
+                    encode(tmp)
+                os.chmod(tmp_name, 0o666 & ~_UMASK)
             except OSError as exc:
                 raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
         while temps:
@@ -520,6 +555,7 @@ def _commit(encoders: Sequence[tuple[Path, Callable[[BinaryIO], None]]]) -> None
                 os.replace(tmp_name, path)
             except OSError as exc:
                 raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+            _PENDING.discard(tmp_name)
             temps.pop(0)
     finally:
         for tmp_name, _ in temps:
@@ -527,3 +563,4 @@ def _commit(encoders: Sequence[tuple[Path, Callable[[BinaryIO], None]]]) -> None
                 os.unlink(tmp_name)
             except OSError:
                 pass
+            _PENDING.discard(tmp_name)
