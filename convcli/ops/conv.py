@@ -458,31 +458,37 @@ def _layer_gemm(
     cout_g = c_out // groups
     depth = c_in_g * kh * kw
     mats = w.reshape(groups, cout_g, depth)
-    taps = [(i, j) for i in range(kh) for j in range(kw)]
     block = max(1, GEMM_COLUMNS // max(1, wo * n_img))
+    sy, sx = stride
+    dy, dx = dilation
+
+    def gather(src: np.ndarray, b0: int, n: int) -> np.ndarray:
+        """Every tap of output rows b0..b0+n as one strided view (.., c_in, kh, kw, n, wo)."""
+        base = src[..., b0 * sy :, :]
+        *lead, sh, sw = base.strides
+        return np.lib.stride_tricks.as_strided(
+            base,
+            shape=(*base.shape[:-2], kh, kw, n, wo),
+            strides=(*lead, sh * dy, sw * dx, sh * sy, sw * sx),
+            writeable=False,
+        )
 
     def work(band: tuple[int, int]) -> None:
-        cols = np.empty((n_img, c_in_g, kh * kw, block, wo), dtype=xp.dtype)
+        cols = np.empty((n_img, depth, block * wo), dtype=xp.dtype)
         for b0 in range(band[0], band[1], block):
-            b1 = min(b0 + block, band[1])
-            n = b1 - b0
-            buf = cols[..., :n, :]
+            n = min(block, band[1] - b0)
+            mat = cols[..., : n * wo]
             for g in range(n_groups):
                 src = xp if depthwise else xp[g * c_in_g : (g + 1) * c_in_g]
-                for t, (i, j) in enumerate(taps):
-                    view = _tap(src, i, j, (b0, b1), wo, stride, dilation)
-                    buf[:, :, t] = view if depthwise else view[None]
-                mat = (
-                    buf.reshape(n_img, depth, n * wo)
-                    if n == block
-                    else (np.ascontiguousarray(buf).reshape(n_img, depth, n * wo))
-                )
+                # one copy gathers the block's im2col matrix
+                np.copyto(mat.reshape(n_img, c_in_g, kh, kw, n, wo), gather(src, b0, n)
+                          if depthwise else gather(src, b0, n)[None])  # fmt: skip
                 if depthwise:
                     res = np.matmul(mats[0], mat)  # (n_img, 1, n*wo)
-                    out[:, b0:b1] = res.reshape(n_img, n, wo)
+                    out[:, b0 : b0 + n] = res.reshape(n_img, n, wo)
                 else:
-                    res = mats[g] @ mat[0]
-                    out[g * cout_g : (g + 1) * cout_g, b0:b1] = res.reshape(cout_g, n, wo)
+                    dst = out[g * cout_g : (g + 1) * cout_g, b0 : b0 + n].reshape(cout_g, n * wo)
+                    np.matmul(mats[g], mat[0], out=dst)
 
     n_bands = 2 * parallel.num_threads() if out_c * ho * wo >= parallel.MIN_PARALLEL_VALUES else 1
     parallel.run_tasks(work, parallel.bands(ho, n_bands), values=out_c * ho * wo)

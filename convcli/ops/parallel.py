@@ -9,9 +9,12 @@ processes, not threads, share the cores.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -52,6 +55,25 @@ def run_tasks(fn: Callable[[Any], T], tasks: Sequence[Any], *, values: int) -> l
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="convcli")
     return list(_pool.map(fn, tasks))
+
+
+#: Scratch buffers up to this size are kept per thread and reused across calls
+#: (a fresh large array costs a page fault per 4 KiB on first touch).
+SCRATCH_KEEP_BYTES = 32 << 20
+_local = threading.local()
+
+
+def scratch(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A temporary array for this thread; its contents are garbage. Don't keep it."""
+    dt = np.dtype(dtype)
+    size = int(np.prod(shape)) * dt.itemsize
+    if size > SCRATCH_KEEP_BYTES:
+        return np.empty(shape, dtype=dt)
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.nbytes < size:
+        buf = np.empty(max(size, 1 << 20), dtype=np.uint8)
+        _local.buf = buf
+    return buf[:size].view(dt).reshape(shape)
 
 
 def bands(n_rows: int, parts: int) -> list[tuple[int, int]]:
