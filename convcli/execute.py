@@ -126,6 +126,12 @@ def execute(
                               "summary": summary}, indent=2))  # fmt: skip
         elif not rep.quiet:
             con.print(summary_table(outcomes, wall))
+            written = sum(len(o.outputs) for o in outcomes if o.status == "done")
+            if written:
+                from rich.markup import escape
+
+                where = "stdout" if out.out == "-" else escape(out.out.rstrip("/") + "/")
+                con.print(f"wrote {written} file{'s' if written != 1 else ''} under {where}")
     failed = sum(o.status == "failed" for o in outcomes)
     return int(ExitCode.SOME_FAILED if failed else ExitCode.OK)
 
