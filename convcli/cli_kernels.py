@@ -94,7 +94,7 @@ def validate(
     from rich.console import Console
 
     from convcli.kernels import lint_kernel_file
-    from convcli.report_kernels import findings_text
+    from convcli.report_kernels import findings_table, findings_text
 
     console = _console()
     counts = {"error": 0, "warning": 0, "info": 0}
@@ -103,7 +103,10 @@ def validate(
         for f in findings:
             counts[f.severity] += 1
         shown = [f for f in findings if not (quiet and f.severity == "info")]
-        if shown:
+        if shown and console.is_terminal:
+            # a terminal gets long findings wrapped under their message
+            console.print(findings_table(shown))
+        elif shown:
             console.print(findings_text(shown), soft_wrap=True)
     n = len(files)
     summary = (

@@ -328,3 +328,17 @@ def findings_text(findings: Sequence[Finding]) -> Text:
         out.append(f.severity, style=SEVERITY_STYLE.get(f.severity, ""))
         out.append(f": {f.message}")
     return out
+
+
+def findings_table(findings: Sequence[Finding]) -> Table:
+    """The same findings as :func:`findings_text`, long messages wrapped under themselves."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for f in findings:
+        where = f.file if f.line is None else f"{f.file}:{f.line}"
+        head = Text(f"{where}: ")
+        head.append(f.severity, style=SEVERITY_STYLE.get(f.severity, ""))
+        head.append(":")
+        grid.add_row(head, f.message)
+    return grid

@@ -207,3 +207,22 @@ def test_importing_the_sub_app_does_not_import_numpy_or_rich() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_findings_table_wraps_long_messages_within_the_width() -> None:
+    import io
+
+    from rich.console import Console
+
+    from convcli.kernels import Finding
+    from convcli.report_kernels import findings_table
+
+    long = "binomial-blur: 5×5, sum 1, separable (rank 1): " + ", ".join(["0.0625"] * 12)
+    buf = io.StringIO()
+    Console(file=buf, width=100, color_system=None).print(
+        findings_table([Finding("info", long, "kernels/binomial-blur.yaml", 4)])
+    )
+    lines = buf.getvalue().splitlines()
+    assert len(lines) > 1 and all(len(line) <= 100 for line in lines)
+    assert lines[0].startswith("kernels/binomial-blur.yaml:4: info: binomial-blur")
+    assert lines[1].startswith(" " * len("kernels/binomial-blur.yaml:4: info:"))
