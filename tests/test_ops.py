@@ -330,3 +330,17 @@ def test_flip_matches_scipy_convolve_when_available() -> None:
     np.testing.assert_allclose(ours, ndimage.convolve(x, w, mode="mirror"), atol=1e-12)
     ours = conv2d(x, w, flip=False, pad_mode="symmetric", dtype=np.float64)
     np.testing.assert_allclose(ours, ndimage.correlate(x, w, mode="reflect"), atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [2, 3, (2, 3), (3, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_overlapping_avg_pool_is_the_block_mean(size, dtype) -> None:
+    """size == stride without padding takes OpenCV's area path: still exact block means."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 10, 11)).astype(dtype)
+    kh, kw = (size, size) if isinstance(size, int) else size
+    ho, wo = 10 // kh, 11 // kw
+    expected = x[:, : ho * kh, : wo * kw].reshape(2, ho, kh, wo, kw).mean(axis=(2, 4))
+    got = pool2d(x, "avg", size=size)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
