@@ -174,6 +174,15 @@ def _print_single(con: Console, outcome: Outcome, out: OutputOptions, rep: Repor
 
     assert outcome.result is not None
     con.print(report(outcome.result, outcome.write, dry_run=out.dry_run))
+    stage_files = (outcome.report or {}).get("stage_outputs")
+    if stage_files:  # --save-stages
+        from rich.markup import escape
+
+        verb = "would write" if out.dry_run else "wrote"
+        n = len(stage_files)
+        con.print(f"[bold]{verb} {n} stage file{'s' if n != 1 else ''}:[/]")
+        for f in stage_files:
+            con.print(f"  {escape(f)}")
     if rep.preview:
         _print_preview(con, outcome, out)
 
@@ -209,7 +218,7 @@ def summary_table(outcomes: list[Outcome], wall: float | None = None):  # noqa: 
     from rich.table import Table
 
     counts = summary_counts(outcomes)
-    table = Table(title="batch summary", title_justify="left", pad_edge=False)
+    table = Table(title="batch summary", title_justify="left")
     for col in ("inputs", "done", "skipped", "failed"):
         table.add_column(col, justify="right")
     row = [str(counts[c]) for c in ("inputs", "done", "skipped", "failed")]

@@ -125,6 +125,13 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         )
         del image  # only the maps are needed from here: keep peak memory down
         assert result.maps is not None or opts.dry_run
+        stage_force = opts.force or resume  # resuming redoes this input's stage files too
+        if opts.save_stages and not opts.dry_run:  # check every stage file before writing any
+            stage_plan = OutputOptions(**{**opts.__dict__, "dry_run": True})
+            imageio.check_outputs(
+                write_stages(result, name, job, stage_plan, fmt),
+                force=stage_force, inputs=[job.source, *opts.protect],
+            )  # fmt: skip
         maps = result.maps
         if maps is None:  # dry run: an empty stand-in of the right shape
             import numpy as np
@@ -151,7 +158,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         status = "planned" if opts.dry_run else "done"
         files = [str(p) for p in (write.planned if opts.dry_run else write.paths)]
         if opts.save_stages:
-            report["stage_outputs"] = write_stages(result, name, job, opts, fmt)
+            report["stage_outputs"] = write_stages(result, name, job, opts, fmt, stage_force)
             files += report["stage_outputs"]
         keep = opts.keep_result
         return Outcome(
@@ -226,7 +233,9 @@ def _existing_outputs(
     return [], any(present)
 
 
-def write_stages(result: Result, name: str, job: Job, opts: OutputOptions, fmt: str) -> list[str]:
+def write_stages(
+    result: Result, name: str, job: Job, opts: OutputOptions, fmt: str, force: bool = False
+) -> list[str]:
     """Write every stage's maps (``--save-stages``) as ``<stem>.<name>.stage<i>-<stage>.<ext>``.
 
     The maps are those :func:`convcli.pipeline.run` kept with ``keep_stages``; a
@@ -244,7 +253,7 @@ def write_stages(result: Result, name: str, job: Job, opts: OutputOptions, fmt: 
         write = imageio.write_feature_maps(
             maps, out=job.out_dir, stem=job.stem, name=f"{name}.stage{record.index}-{record.name}",
             fmt=fmt, layout=record.layout, labels=record.labels, range_mode=opts.range_mode,
-            bit_depth=opts.bit_depth, montage=opts.montage, force=opts.force,
+            bit_depth=opts.bit_depth, montage=opts.montage, force=opts.force or force,
             inputs=[job.source, *opts.protect], dry_run=opts.dry_run,
         )  # fmt: skip
         files += [str(p) for p in (write.planned if opts.dry_run else write.paths)]

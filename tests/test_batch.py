@@ -177,6 +177,7 @@ def test_broken_file_fails_alone(tmp_path: Path, workers: int) -> None:
     assert len(ok["maps"]) == 3 and {"min", "max", "mean"} <= set(ok["maps"][0])
     assert ok["parameters"]["stages"][0]["conv"]["kernel"] == "box"
     assert "batch summary" in res.stdout
+    assert "┃ inputs ┃" in res.stdout  # cells padded inside the box on both edges
 
 
 def test_single_input_manifest_keeps_full_report(tmp_path: Path) -> None:

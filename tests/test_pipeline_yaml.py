@@ -361,6 +361,23 @@ def test_save_stages_writes_each_stage(tmp_path: Path) -> None:
     )
 
 
+def test_save_stages_lists_the_stage_files_and_checks_them_before_writing(tmp_path: Path) -> None:
+    img = grey_image(tmp_path)
+    pipe = write(tmp_path, "p.yaml", "name: two\nstages:\n  - conv: sobel-x\n  - pool: max\n")
+    result = invoke("run", str(pipe), str(img), "-o", "out", "--save-stages")
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 stage files:" in result.output
+    assert "out/tiny.two.stage2-maxpool.png" in result.output
+    (tmp_path / "out" / "tiny.two.png").unlink()  # only a stage file is left in the way
+    result = invoke("run", str(pipe), str(img), "-o", "out", "--save-stages")
+    assert result.exit_code == 1
+    assert "tiny.two.stage1-sobel-x.png exists" in result.output
+    assert not (tmp_path / "out" / "tiny.two.png").exists()  # nothing half-written
+    result = invoke("run", str(pipe), str(img), "-o", "out", "--save-stages", "--skip-existing")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "tiny.two.png").is_file()
+
+
 def test_save_stages_in_the_yaml_and_dry_run_writes_nothing(tmp_path: Path) -> None:
     img = grey_image(tmp_path)
     pipe = write(tmp_path, "p.yaml", "stages:\n  - conv: sobel-x\noutput: {save_stages: true}\n")
