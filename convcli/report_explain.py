@@ -349,12 +349,15 @@ def default_patch(
     """A grey ``size`` patch across an edge of samples/camera.png, in 0–255 units.
 
     ``sample`` defaults to the samples folder of the repository this package
-    sits in; when it is not there (an installed wheel ships without it) the
-    patch is a synthetic step edge.
+    sits in, else ``samples/camera.png`` under the current folder (a clone with
+    convcli installed from it); when neither is there the patch is a synthetic
+    step edge.
     """
     h, w = size
     if sample is None:
         sample = Path(__file__).resolve().parents[1] / "samples" / "camera.png"
+        if not sample.is_file():
+            sample = Path("samples", "camera.png")
     if sample.is_file():
         try:
             from convcli.imageio import load_image
@@ -1156,7 +1159,7 @@ def _summary_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTy
         " small kernels."
     )
     more = Text(
-        "Try: --stride 1 · --padding valid · --dilation 2 · --bias -50 --activation relu ·"
+        "Try: --stride 2 · --padding valid · --dilation 2 · --bias -50 --activation relu ·"
         " --pool avg · --pool-size 3 --pool-stride 1 (overlapping) · -k sobel (a bank) ·"
         " --input photo.jpg",
         style="dim",

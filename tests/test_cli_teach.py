@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -386,6 +387,22 @@ def test_explain_usage_errors_exit_2(
     code, err = main_exit(monkeypatch, capsys, "explain", *args)
     assert code == 2
     assert message in err
+
+
+def test_explain_finds_the_samples_of_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a non-editable install (pip install .) has no samples/ beside the package
+    import convcli.report_explain as rex
+
+    monkeypatch.setattr(rex, "__file__", str(tmp_path / "site" / "convcli" / "x.py"))
+    (tmp_path / "clone" / "samples").mkdir(parents=True)
+    shutil.copy(REPO / "samples" / "camera.png", tmp_path / "clone" / "samples")
+    monkeypatch.chdir(tmp_path / "clone")
+    patch, source = default_patch((6, 6))
+    assert source.startswith("samples/camera.png, rows"), source
+    monkeypatch.chdir(tmp_path)
+    assert "synthetic" in default_patch((6, 6))[1]
 
 
 def test_explain_falls_back_to_a_synthetic_patch(tmp_path: Path) -> None:
