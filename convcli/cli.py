@@ -302,7 +302,8 @@ def main() -> None:
                 print(exc.format_message(), file=sys.stderr)
             sys.exit(int(ExitCode.USAGE))
         if isinstance(exc, click_error):
-            message = exc.format_message()
+            # newer click/Typer phrase a bad choice as pydantic does: drop its "Value error, "
+            message = exc.format_message().replace(": Value error, ", ": ")
             ctx = getattr(exc, "ctx", None)
             if isinstance(exc, usage_error) and ctx is not None:
                 message += f" (see: {ctx.command_path} --help)"
