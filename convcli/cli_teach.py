@@ -222,7 +222,9 @@ def shape(
         Path | None,
         typer.Argument(
             help="A pipeline YAML file (instead of -k / --kernel-size and the options).",
-            exists=True, dir_okay=False, show_default=False,
+            exists=True,
+            dir_okay=False,
+            show_default=False,
         ),
     ] = None,
     input_: InputShape = "",
@@ -261,9 +263,7 @@ def shape(
     notes: list[str] = []
     if pipeline_file is not None:
         if kernel or kernel_size or out_channels or pool is not None:
-            raise ParameterError(
-                "give a pipeline file or -k / --kernel-size / --pool, not both"
-            )
+            raise ParameterError("give a pipeline file or -k / --kernel-size / --pool, not both")
         from convcli.pipeline_yaml import read_pipeline
 
         pf = read_pipeline(pipeline_file, kernel_dirs=kernel_dir or ())
@@ -411,22 +411,29 @@ def explain(
     input_file: Annotated[
         Path | None,
         typer.Option(
-            "--input", "-i", exists=True, dir_okay=False, show_default=False,
+            "--input",
+            "-i",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
             help="Take the patch from this image [default: samples/camera.png].",
         ),
     ] = None,
-    size: Annotated[
-        str, typer.Option("--size", help="Patch size N or H,W (2 to 12).")
-    ] = "6",
+    size: Annotated[str, typer.Option("--size", help="Patch size N or H,W (2 to 12).")] = "6",
     at: Annotated[
         str | None,
-        typer.Option("--at", help="ROW,COL of the patch's top-left corner in --input.",
-                     show_default=False),
+        typer.Option(
+            "--at", help="ROW,COL of the patch's top-left corner in --input.", show_default=False
+        ),
     ] = None,
     window: Annotated[
         str | None,
-        typer.Option("--window", help="ROW,COL of the output value to work out by hand"
-                     " [default: the strongest response].", show_default=False),
+        typer.Option(
+            "--window",
+            help="ROW,COL of the output value to work out by hand"
+            " [default: the strongest response].",
+            show_default=False,
+        ),
     ] = None,
     json_: Json = False,
 ) -> None:

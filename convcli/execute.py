@@ -188,6 +188,13 @@ def _print_single(con: Console, outcome: Outcome, out: OutputOptions, rep: Repor
 
 
 def _print_preview(con: Console, outcome: Outcome, out: OutputOptions) -> None:
+    if not con.is_terminal:
+        con.print("(--preview draws in a terminal; this output is not one)", style="dim")
+        return
+    _draw_preview(con, outcome, out)
+
+
+def _draw_preview(con: Console, outcome: Outcome, out: OutputOptions) -> None:
     from convcli.imageio import to_pixels
     from convcli.report import preview
 

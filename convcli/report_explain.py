@@ -294,22 +294,35 @@ def walkthrough_json(walk: Walkthrough) -> dict[str, Any]:
         "padded": walk.padded.tolist(),
         "formula": {"H": g.formulas[0].text(), "W": g.formulas[1].text()},
         "window": {
-            "map": win.map, "row": win.row, "col": win.col,
-            "padded_rows": list(win.rows), "padded_cols": list(win.cols),
+            "map": win.map,
+            "row": win.row,
+            "col": win.col,
+            "padded_rows": list(win.rows),
+            "padded_cols": list(win.cols),
             "taps": [
-                {"channel": t.channel, "values": t.values.tolist(),
-                 "weights": t.weights.tolist(), "products": t.products.tolist(),
-                 "sum": t.total}
+                {
+                    "channel": t.channel,
+                    "values": t.values.tolist(),
+                    "weights": t.weights.tolist(),
+                    "products": t.products.tolist(),
+                    "sum": t.total,
+                }
                 for t in win.taps
             ],
-            "sum": win.total, "bias": win.bias, "activation": win.activation,
+            "sum": win.total,
+            "bias": win.bias,
+            "activation": win.activation,
             "value": win.value,
         },  # fmt: skip
         "pre_activation": walk.pre_activation.tolist(),
         "output": walk.output.tolist(),
         "shapes": [
-            {"stage": s, "out_shape": list(o), "receptive_field": list(rf),
-             "effective_stride": list(j)}
+            {
+                "stage": s,
+                "out_shape": list(o),
+                "receptive_field": list(rf),
+                "effective_stride": list(j),
+            }
             for s, o, rf, j in walk.plan_shapes
         ],  # fmt: skip
     }
@@ -324,8 +337,13 @@ def walkthrough_json(walk: Walkthrough) -> dict[str, Any]:
             "other_op": p.other_op,
             "other": p.other.tolist(),
             "windows": [
-                {"row": pw.row, "col": pw.col, "rows": list(pw.rows), "cols": list(pw.cols),
-                 "value": pw.value}
+                {
+                    "row": pw.row,
+                    "col": pw.col,
+                    "rows": list(pw.rows),
+                    "cols": list(pw.cols),
+                    "value": pw.value,
+                }
                 for pw in p.windows
             ],  # fmt: skip
         }
@@ -343,9 +361,7 @@ def _plain(v: Any) -> Any:
 # --------------------------------------------------------------------------- example input
 
 
-def default_patch(
-    size: tuple[int, int], *, sample: Path | None = None
-) -> tuple[np.ndarray, str]:
+def default_patch(size: tuple[int, int], *, sample: Path | None = None) -> tuple[np.ndarray, str]:
     """A grey ``size`` patch across an edge of samples/camera.png, in 0–255 units.
 
     ``sample`` defaults to the samples folder of the repository this package
@@ -625,9 +641,7 @@ def _channels_text(walk: Walkthrough) -> Text:
             f" giving {n}×{c} = {n_out} maps (all channels of kernel 0 first).",
             style="green",
         )
-        other = (
-            " One 2-D kernel would give one map per channel; a 4-D layer adds channels up."
-        )
+        other = " One 2-D kernel would give one map per channel; a 4-D layer adds channels up."
     else:
         c_out, c_in = k.weights.shape[:2]
         text.append(
@@ -693,9 +707,7 @@ def _padding_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTy
     ) if _fits(walk, other) else None  # fmt: skip
     if alt is not None:
         at, ab, al, ar = alt.padding
-        added = (
-            f"top {at}, bottom {ab}, left {al}, right {ar}" if any(alt.padding) else "nothing"
-        )
+        added = f"top {at}, bottom {ab}, left {al}, right {ar}" if any(alt.padding) else "nothing"
         out.append(
             Text(
                 f"With --padding {other} it would add {added} and give"
@@ -776,9 +788,7 @@ def _kernel_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTyp
     if w.ndim == 2:
         out.append(number_grid(w))
     else:
-        members = [
-            (f"{label}", wk) for label, wk in _labelled(walk)
-        ][:4]
+        members = [(f"{label}", wk) for label, wk in _labelled(walk)][:4]
         grids = [number_grid(wk, title=label) for label, wk in members]
         out.extend(_fit(grids, [_grid_width(wk) for _, wk in members], width))
         total = int(np.prod(w.shape[:-2]))
@@ -886,7 +896,8 @@ def _window_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTyp
     if len(win.taps) > 1:
         out.append(
             Text(
-                "sum over channels: " + " + ".join(num(tp.total) for tp in win.taps)
+                "sum over channels: "
+                + " + ".join(num(tp.total) for tp in win.taps)
                 + f" = {num(win.total)}",
                 style="bold",
             )
@@ -1085,8 +1096,13 @@ def _pool_section(walk: Walkthrough, n: int, width: int) -> list[RenderableType]
         legend += "; · = in no window: dropped"
     out.append(Text(legend, style="dim"))
     for warning in g.warnings:
-        out.append(Text.assemble(("note: ", "bold yellow"), warning, " (--ceil-mode keeps a"
-                                 " last partial window)" if not g.formulas[0].ceil_mode else ""))
+        out.append(
+            Text.assemble(
+                ("note: ", "bold yellow"),
+                warning,
+                " (--ceil-mode keeps a last partial window)" if not g.formulas[0].ceil_mode else "",
+            )
+        )
     lines = Text()
     limit = 12 if len(p.windows[0].rows) * len(p.windows[0].cols) <= 4 else 6
     for i, pw in enumerate(p.windows[:limit]):

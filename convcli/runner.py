@@ -154,6 +154,11 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             params=pipeline_parameters(pipeline),
             dry_run=opts.dry_run,
         )
+        if opts.dry_run:  # say now what the real run would refuse
+            imageio.check_outputs(
+                [p for p in write.planned if str(p) != "-"],
+                force=opts.force or redo, inputs=[job.source, *opts.protect],
+            )  # fmt: skip
         report = result_json(result, write, dry_run=opts.dry_run)
         status = "planned" if opts.dry_run else "done"
         files = [str(p) for p in (write.planned if opts.dry_run else write.paths)]

@@ -527,9 +527,24 @@ def test_quiet_prints_nothing_on_success(rgb_png: Path) -> None:
     assert listing() == ["rgb.box.png"]
 
 
-def test_preview_draws_half_blocks(rgb_png: Path) -> None:
+def test_preview_draws_half_blocks(rgb_png: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a terminal, as far as Rich can tell
     out = ok("convolve", rgb_png, "-k", "box", "--preview").stdout
-    assert "▀" in out
+    assert out.count("▀") >= 9 * 11 // 2  # one half block per two pixels
+
+
+def test_preview_off_a_terminal_says_so(rgb_png: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    out = ok("convolve", rgb_png, "-k", "box", "--preview").stdout
+    assert "▀" not in out and "--preview draws in a terminal" in out
+
+
+def test_dry_run_reports_an_output_the_real_run_would_refuse(rgb_png: Path) -> None:
+    ok("convolve", rgb_png, "-k", "box")
+    result = cli("convolve", rgb_png, "-k", "box", "--dry-run")
+    assert result.exit_code == 1
+    assert "rgb.box.png exists (use --force" in result.output
+    assert ok("convolve", rgb_png, "-k", "box", "--dry-run", "--force").exit_code == 0
 
 
 # --------------------------------------------------------------------------- overwriting
