@@ -288,7 +288,7 @@ def shape(
     if json_:
         data = result_json(result)
         data.pop("dry_run", None)
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2, ensure_ascii=False))
         return
     Console(highlight=False).print(shape_report(result))
 
@@ -493,7 +493,7 @@ def explain(
         source=source, units=units,
     )  # fmt: skip
     if json_:
-        print(json.dumps(walkthrough_json(walk), indent=2))
+        print(json.dumps(walkthrough_json(walk), indent=2, ensure_ascii=False))
         return
     console = Console(highlight=False)
     console.print(explain_renderable(walk, width=min(console.width, 100)))

@@ -93,7 +93,7 @@ def execute(
                 raise outcome.exception
             error_line(outcome.error or "failed")
         elif rep.json:
-            print(json.dumps(outcome.report or {}, indent=2))
+            print(json.dumps(outcome.report or {}, indent=2, ensure_ascii=False))
         elif not rep.quiet and outcome.result is not None:
             _print_single(con, outcome, out, rep)
         elif not rep.quiet:  # skipped (--skip-existing): nothing was computed
@@ -123,7 +123,7 @@ def execute(
         if rep.json:
             summary = {**summary_counts(outcomes), "seconds": round(wall, 4)}
             print(json.dumps({"results": [o.report or _failed_json(o) for o in outcomes],
-                              "summary": summary}, indent=2))  # fmt: skip
+                              "summary": summary}, indent=2, ensure_ascii=False))  # fmt: skip
         elif not rep.quiet:
             con.print(summary_table(outcomes, wall))
             written = sum(len(o.outputs) for o in outcomes if o.status == "done")

@@ -804,3 +804,10 @@ def test_script_ctrl_c_exits_130_with_one_line_and_writes_nothing(tmp_path: Path
     assert proc.returncode == 130, err.decode()
     assert err == b"error: interrupted\n" and out == b""
     assert not (tmp_path / "out").exists()
+
+
+def test_json_keeps_text_readable(rgb_png: Path) -> None:
+    """Formulas stay as written (``·``), not ``\\u00b7`` escapes, and still parse."""
+    raw = ok("convolve", rgb_png, "-k", "box", "--json").stdout
+    assert "1·(3-1)" in raw and "\\u00b7" not in raw
+    assert json.loads(raw)["stages"][0]["formula"]["H"].startswith("floor((9 + 2·1 - 1·(3-1) - 1)")
