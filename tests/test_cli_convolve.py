@@ -796,7 +796,16 @@ def test_script_ctrl_c_exits_130_with_one_line_and_writes_nothing(tmp_path: Path
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
-        time.sleep(1.5)  # started, now waiting for the image on stdin
+        # wait until it is blocked reading stdin (past start-up), not a fixed time:
+        # under load start-up alone can take longer than any fixed sleep
+        wchan = Path(f"/proc/{proc.pid}/wchan")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if wchan.exists() and "pipe" in wchan.read_text():
+                break
+            time.sleep(0.05)
+        else:
+            time.sleep(1.5)  # no /proc: fall back to a fixed wait
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
