@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convcli.errors import ParameterError
+from convcli.ops.parallel import cpu_count
 from convcli.pipeline import Pipeline
 from convcli.runner import (
     IMAGE_EXTENSIONS,
     Job,
     Outcome,
     OutputOptions,
-    cpu_count,
     make_job,
     process_one,
 )

@@ -7,7 +7,6 @@ stderr. When ``-o -`` puts an image on stdout, the report moves to stderr.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,7 +260,3 @@ def write_manifest(path: Path, outcomes: list[Outcome], pipeline: Pipeline) -> N
             why = exc.strerror or exc
             raise OutputError(f"{path}: cannot write the manifest ({why})") from exc
         raise
-
-
-def stdin_is_tty() -> bool:
-    return sys.stdin.isatty()

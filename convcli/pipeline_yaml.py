@@ -39,7 +39,6 @@ convcli.errors.PipelineError: .../p.yaml:2: stage 1 (conv): unknown option 'stri
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -50,6 +49,15 @@ import yaml
 
 from convcli.errors import ConvcliError, ParameterError, PipelineError, ShapeError
 from convcli.pipeline import ALPHA_MODES, ConvStage, Pipeline, PoolStage, Result, Stage, plan
+from convcli.yamlnodes import (
+    TAG_BOOL,
+    TAG_FLOAT,
+    TAG_INT,
+    TAG_NULL,
+    construct,
+    did_you_mean,
+    line_of,
+)
 
 TOP_KEYS = ("name", "description", "gray", "alpha", "dtype", "stages", "output")
 CONV_KEYS = (
@@ -64,11 +72,6 @@ OUTPUT_KEYS = (
 FORMATS = ("png", "tiff", "npy", "npz")
 RANGES = ("auto", "clip", "minmax", "abs", "offset")
 DTYPES = ("float32", "float64")
-
-_BOOL = "tag:yaml.org,2002:bool"
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
-_NULL = "tag:yaml.org,2002:null"
 
 
 @dataclass(frozen=True)
@@ -162,25 +165,10 @@ def plan_stages(
 # --------------------------------------------------------------------------- reading
 
 
-def _line(node: yaml.Node | None) -> int | None:
-    return None if node is None else node.start_mark.line + 1
-
-
-def _hint(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _construct(node: yaml.Node) -> Any:
-    """The Python value of a node; one YAML cannot build (``!!int abc``) is a PipelineError
-    at its line (the file and stage are filled in by :meth:`_Reader.read`)."""
-    try:
-        return yaml.SafeLoader("").construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PipelineError(
-            f"cannot read this value: {' '.join(problem.split())}", line=_line(node)
-        ) from None
+    """The Python value of a node (:func:`convcli.yamlnodes.construct`, as a PipelineError;
+    the file and stage are filled in by :meth:`_Reader.read`)."""
+    return construct(node, PipelineError)
 
 
 class _Reader:
@@ -191,7 +179,7 @@ class _Reader:
         self.where = ""  # "stage 3 (conv): " while reading a stage
 
     def error(self, message: str, node: yaml.Node | None) -> PipelineError:
-        return PipelineError(f"{self.where}{message}", file=self.file, line=_line(node))
+        return PipelineError(f"{self.where}{message}", file=self.file, line=line_of(node))
 
     # ----------------------------------------------------------------- structure
 
@@ -251,7 +239,7 @@ class _Reader:
         lines: list[int | None] = []
         for i, node in enumerate(stages_node.value, 1):
             stages.append(self.stage(i, node))
-            lines.append(_line(node))
+            lines.append(line_of(node))
             self.where = ""
         output = self.output(top["output"][1]) if "output" in top else {}
         pipeline = Pipeline(
@@ -274,10 +262,10 @@ class _Reader:
             key = raw.strip().lower().replace("-", "_")
             if key not in known:
                 shown = [k.replace("_", "-") if "-" in raw else k for k in known]
-                hint = _hint(raw, shown) or f"; use one of {', '.join(shown)}"
+                hint = did_you_mean(raw, shown) or f"; use one of {', '.join(shown)}"
                 raise self.error(f"unknown {kind} {raw!r}{hint}", key_node)
             if key in out:
-                first = _line(out[key][0])
+                first = line_of(out[key][0])
                 raise self.error(f"{raw!r} is given twice (first on line {first})", key_node)
             out[key] = (key_node, value_node)
         return out
@@ -299,7 +287,8 @@ class _Reader:
         kind = str(key_node.value).strip().lower()
         if kind not in ("conv", "pool"):
             raise self.error(
-                f"unknown step {key_node.value!r}{_hint(kind, ('conv', 'pool'))}; use conv or pool",
+                f"unknown step {key_node.value!r}{did_you_mean(kind, ('conv', 'pool'))};"
+                " use conv or pool",
                 key_node,
             )
         self.where = f"stage {i} ({kind}): "
@@ -310,7 +299,7 @@ class _Reader:
     # ----------------------------------------------------------------- stages
 
     def conv(self, key_node: yaml.Node, body: yaml.Node) -> ConvStage:
-        if isinstance(body, yaml.ScalarNode | yaml.SequenceNode) and body.tag != _NULL:
+        if isinstance(body, yaml.ScalarNode | yaml.SequenceNode) and body.tag != TAG_NULL:
             m = {"kernel": (key_node, body)}  # - conv: sobel   /   - conv: [sobel-x, laplacian]
         elif isinstance(body, yaml.ScalarNode):
             raise self.error("conv needs a kernel, e.g. '- conv: {kernel: sobel}'", key_node)
@@ -346,7 +335,7 @@ class _Reader:
     def pool(self, key_node: yaml.Node, body: yaml.Node) -> PoolStage:
         from convcli.shapes import POOL_OPS
 
-        if isinstance(body, yaml.ScalarNode) and body.tag == _NULL:
+        if isinstance(body, yaml.ScalarNode) and body.tag == TAG_NULL:
             m: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         elif isinstance(body, yaml.ScalarNode):
             m = {"op": (key_node, body)}  # - pool: max
@@ -418,7 +407,7 @@ class _Reader:
     # ----------------------------------------------------------------- values
 
     def text(self, node: yaml.Node, what: str) -> str:
-        if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL or not str(node.value):
+        if not isinstance(node, yaml.ScalarNode) or node.tag == TAG_NULL or not str(node.value):
             got = "nothing" if isinstance(node, yaml.ScalarNode) else "a list or mapping"
             raise self.error(f"{what} must be text, got {got}", node)
         return str(node.value)
@@ -427,19 +416,20 @@ class _Reader:
         value = self.text(node, what).strip().lower()
         if value not in choices:
             raise self.error(
-                f"{what} must be one of {', '.join(choices)}; got {value!r}{_hint(value, choices)}",
+                f"{what} must be one of {', '.join(choices)}; got {value!r}"
+                f"{did_you_mean(value, choices)}",
                 node,
             )
         return value
 
     def boolean(self, node: yaml.Node, what: str) -> bool:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != TAG_BOOL:
             shown = node.value if isinstance(node, yaml.ScalarNode) else "a list or mapping"
             raise self.error(f"{what} must be true or false, got {shown!r}", node)
         return bool(_construct(node))
 
     def number(self, node: yaml.Node, what: str) -> float:
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (TAG_INT, TAG_FLOAT):
             shown = node.value if isinstance(node, yaml.ScalarNode) else "a list or mapping"
             raise self.error(f"{what} must be a number, got {shown!r}", node)
         value = float(_construct(node))
@@ -448,7 +438,7 @@ class _Reader:
         return value
 
     def whole(self, node: yaml.Node, what: str, *, minimum: int) -> int:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != TAG_INT:
             shown = node.value if isinstance(node, yaml.ScalarNode) else "a list or mapping"
             raise self.error(f"{what} must be a whole number, got {shown!r}", node)
         value = int(_construct(node))
@@ -487,7 +477,7 @@ class _Reader:
     def activation(self, node: yaml.Node) -> str:
         from convcli.ops.activations import parse_activation
 
-        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        if isinstance(node, yaml.ScalarNode) and node.tag == TAG_NULL:
             return "none"
         text = self.text(node, "activation").strip().lower()
         try:
@@ -496,7 +486,7 @@ class _Reader:
             base = text.partition(":")[0]
             from convcli.ops.activations import ACTIVATIONS
 
-            raise self.error(f"{exc}{_hint(base, ACTIVATIONS)}", node) from None
+            raise self.error(f"{exc}{did_you_mean(base, ACTIVATIONS)}", node) from None
         return text
 
     def plain(self, node: yaml.Node, what: str) -> Any:

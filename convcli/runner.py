@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -290,15 +290,3 @@ def _plain(v: Any) -> Any:
     if hasattr(v, "tolist"):
         return v.tolist()
     return v
-
-
-def outcome_dict(o: Outcome) -> dict[str, Any]:
-    d = asdict(o)
-    d.pop("result", None)
-    d.pop("write", None)
-    d.pop("exception", None)
-    return d
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -442,16 +442,10 @@ def _unused_warnings(fy: AxisFormula, fx: AxisFormula) -> tuple[str, ...]:
     return tuple(out)
 
 
-def ceil_div(a: int, b: int) -> int:
-    """``ceil(a / b)`` for ints."""
-    return -(-a // b)
-
-
 __all__ = [
     "AxisFormula",
     "StageGeometry",
     "as_pair",
-    "ceil_div",
     "conv_geometry",
     "conv_output_size",
     "effective_size",

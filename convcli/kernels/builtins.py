@@ -28,7 +28,6 @@ Examples
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 
 from convcli.errors import KernelError
 from convcli.kernels.model import Kernel
+from convcli.yamlnodes import did_you_mean
 
 # --------------------------------------------------------------------------- spec parsing
 
@@ -433,16 +433,6 @@ def is_builtin(spec: str) -> bool:
     (True, False)
     """
     return parse_kernel_spec(spec)[0] in BUILTINS
-
-
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest choice, or ``""``.
-
-    >>> did_you_mean("gausian", builtin_names())
-    " (did you mean 'gaussian'?)"
-    """
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def builtin_kernel(spec: str) -> Kernel:

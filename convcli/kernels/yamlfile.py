@@ -57,6 +57,7 @@ import yaml
 
 from convcli.errors import KernelError, ParameterError
 from convcli.kernels.model import Kernel, kernel_rank, separable_factors, symmetry, weights_sum
+from convcli.yamlnodes import TAG_FLOAT, TAG_INT, construct, did_you_mean, line_of
 
 TOP_KEYS = (
     "name",
@@ -77,9 +78,6 @@ MEMBER_KEYS = ("name", "description", "weights", "normalize", "scale", "bias")
 NORMALIZE = ("none", "sum", "l1")
 ACTIVATIONS = ("none", "relu", "leaky-relu", "sigmoid", "tanh", "abs")
 SEVERITIES = ("error", "warning", "info")
-
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
 
 
 @dataclass(frozen=True)
@@ -102,20 +100,9 @@ class Finding:
         return f"{where}: {self.severity}: {self.message}"
 
 
-def _line(node: yaml.Node | None) -> int | None:
-    return None if node is None else node.start_mark.line + 1
-
-
 def _construct(node: yaml.Node) -> Any:
-    """The Python value of a node; a value YAML cannot build (``!!int abc``, ``!!foo``) is a
-    :class:`KernelError` at its line (the file is filled in by :func:`_read`)."""
-    try:
-        return yaml.SafeLoader("").construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise KernelError(
-            f"cannot read this value: {' '.join(problem.split())}", line=_line(node)
-        ) from None
+    """The Python value of a node (:func:`convcli.yamlnodes.construct`, as a KernelError)."""
+    return construct(node, KernelError)
 
 
 #: The most numbers a weights entry may hold (aliases can repeat a list
@@ -137,7 +124,7 @@ class _Reader:
         self.lines: dict[str, int | None] = {}
 
     def error(self, message: str, node: yaml.Node | None = None) -> KernelError:
-        return KernelError(message, file=self.file, line=_line(node))
+        return KernelError(message, file=self.file, line=line_of(node))
 
     def note(self, severity: str, message: str, line: int | None) -> None:
         self.findings.append(Finding(severity, message, self.file, line))
@@ -156,15 +143,14 @@ class _Reader:
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
             if key is None or key not in known:
                 shown = key if key is not None else "(a list or mapping)"
-                close = difflib.get_close_matches(shown, known, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.note("warning", f"unknown key {shown!r}{hint}; ignored", _line(key_node))
+                hint = did_you_mean(shown, known)
+                self.note("warning", f"unknown key {shown!r}{hint}; ignored", line_of(key_node))
                 continue
             if key in out:
                 self.note(
                     "warning",
-                    f"duplicate key {key!r} (first on line {_line(out[key][0])}); the last wins",
-                    _line(key_node),
+                    f"duplicate key {key!r} (first on line {line_of(out[key][0])}); the last wins",
+                    line_of(key_node),
                 )
             out[key] = (key_node, value_node)
         return out
@@ -185,7 +171,7 @@ class _Reader:
     # ----------------------------------------------------------------- scalars
 
     def number(self, node: yaml.Node, what: str) -> float:
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (TAG_INT, TAG_FLOAT):
             shown = node.value if isinstance(node, yaml.ScalarNode) else "a list or mapping"
             raise self.error(f"{what} must be a number, got {shown!r}", node)
         value = float(_construct(node))
@@ -203,10 +189,10 @@ class _Reader:
             return "none"
         value = self.text(node, what).strip().lower()
         if value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise self.error(
-                f"{what} must be one of {', '.join(choices)}; got {value!r}{hint}", node
+                f"{what} must be one of {', '.join(choices)}; got {value!r}"
+                f"{did_you_mean(value, choices)}",
+                node,
             )
         return value
 
@@ -333,7 +319,7 @@ def _origin(reader: _Reader, node: yaml.Node, kh: int, kw: int) -> tuple[int, in
         raise reader.error("origin must be 'center' or [row, col] (two whole numbers)", node)
     rc = []
     for n, (axis, size) in zip(node.value, (("row", kh), ("col", kw)), strict=True):
-        if not (isinstance(n, yaml.ScalarNode) and n.tag == _INT):
+        if not (isinstance(n, yaml.ScalarNode) and n.tag == TAG_INT):
             raise reader.error(f"origin {axis} must be a whole number, got {n.value!r}", n)
         v = int(_construct(n))
         if not 0 <= v < size:
@@ -372,8 +358,7 @@ def _layer_defaults(reader: _Reader, m: dict[str, tuple[yaml.Node, yaml.Node]]) 
         if ok and slope:
             ok = re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", slope) is not None
         if not ok:
-            close = difflib.get_close_matches(base, ACTIVATIONS, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(base, ACTIVATIONS)
             raise reader.error(
                 f"activation must be one of none, relu, leaky-relu[:slope], sigmoid, tanh, abs;"
                 f" got {text!r}{hint}",
@@ -418,7 +403,7 @@ def _read_file(reader: _Reader) -> Kernel:
     if root is None:
         raise reader.error("the file is empty; expected a mapping with 'weights:' or 'kernels:'")
     m = reader.mapping(root, TOP_KEYS, "the top level of a kernel file")
-    reader.lines = {key: _line(k) for key, (k, _) in m.items()}
+    reader.lines = {key: line_of(k) for key, (k, _) in m.items()}
     get = {key: v for key, (_, v) in m.items()}
 
     name = reader.text(get["name"], "name").strip() if "name" in get else path.stem
@@ -527,9 +512,9 @@ def _bank(
                 f"{_shape_text(members[0].shape)}; all members of a bank must be the same size",
                 get["weights"],
             )
-        reader.lines[f"kernels[{i}]"] = _line(get["weights"])
+        reader.lines[f"kernels[{i}]"] = line_of(get["weights"])
         if label in labels:
-            reader.note("warning", f"{where} repeats the name {label!r}", _line(member))
+            reader.note("warning", f"{where} repeats the name {label!r}", line_of(member))
         if "bias" in get:
             any_member_bias = True
             biases.append(reader.number(get["bias"], f"{where} bias"))

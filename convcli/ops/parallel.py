@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -32,6 +32,11 @@ def num_threads() -> int:
     env = os.environ.get("CONVCLI_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
+    return cpu_count()
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
@@ -81,12 +86,3 @@ def bands(n_rows: int, parts: int) -> list[tuple[int, int]]:
     parts = max(1, min(parts, n_rows))
     edges = [round(i * n_rows / parts) for i in range(parts + 1)]
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
-
-
-def chunked(items: Iterable[T], size: int) -> list[list[T]]:
-    out: list[list[T]] = []
-    for item in items:
-        if not out or len(out[-1]) >= size:
-            out.append([])
-        out[-1].append(item)
-    return out

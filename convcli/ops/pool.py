@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from convcli.errors import ParameterError, ShapeError
-from convcli.ops import parallel
+from convcli.ops import accel, parallel
 from convcli.ops.conv import result_dtype
 from convcli.shapes import POOL_OPS, PaddingSpec, StageGeometry, pool_geometry
 
@@ -114,23 +114,18 @@ def _windowed(x: np.ndarray, op: str, geom: StageGeometry, count_include_pad: bo
     if op == "avg" and np.all(scale == scale.flat[0]):
         uniform = scale.flat[0]  # one divisor everywhere: multiply by a scalar
 
-    from convcli.ops import accel
-
-    # 2x2 windows: two numpy passes win; larger windows: OpenCV's box filter wins
-    use_box = op == "avg" and uniform is not None and kh * kw > 4
-    cv2 = accel.cv2_module() if use_box else None
-
-    # non-overlapping average windows (size == stride, no padding): OpenCV's area
-    # resize averages exact k×k blocks in one pass (measured 3x the numpy passes)
-    use_area = (
-        op == "avg" and (kh, kw) == (sy, sx) and not any(pads) and accel.cv2_module() is not None
-    )
+    # OpenCV's averaging, where it wins: non-overlapping windows (size == stride, no
+    # padding) through its area resize, which averages exact k×k blocks in one pass
+    # (measured 3x the numpy passes); larger overlapping windows through its box
+    # filter; 2x2 overlapping windows stay with the two numpy passes.
+    cv2 = accel.cv2_module() if op == "avg" else None
+    use_area = cv2 is not None and (kh, kw) == (sy, sx) and not any(pads)
+    use_box = cv2 is not None and uniform is not None and kh * kw > 4
 
     def area(task: tuple[int, int, int]) -> None:
         ch, r0, r1 = task
         src = x[ch, r0 * kh : r1 * kh, : wo * kw]
-        cv2_ = accel.cv2_module()
-        cv2_.resize(src, (wo, r1 - r0), dst=out[ch, r0:r1], interpolation=cv2_.INTER_AREA)
+        cv2.resize(src, (wo, r1 - r0), dst=out[ch, r0:r1], interpolation=cv2.INTER_AREA)
 
     def box(task: tuple[int, int, int]) -> None:
         # OpenCV's running-sum box filter (double accumulators) at full resolution,
@@ -175,7 +170,7 @@ def _windowed(x: np.ndarray, op: str, geom: StageGeometry, count_include_pad: bo
     if c * ho * wo >= parallel.MIN_PARALLEL_VALUES:
         n_bands = max(1, 2 * parallel.num_threads() // c)
     tasks = [(ch, r0, r1) for ch in range(c) for r0, r1 in parallel.bands(ho, n_bands)]
-    fn = area if use_area else box if cv2 is not None else work
+    fn = area if use_area else box if use_box else work
     parallel.run_tasks(fn, tasks, values=c * ho * wo)
     return out
 
