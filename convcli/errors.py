@@ -11,11 +11,12 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes (SPEC §4)."""
+    """Process exit codes (the README lists them)."""
 
     OK = 0
     SOME_FAILED = 1
     USAGE = 2
+    INTERNAL = 70  # a bug: "internal error", see --traceback
     INTERRUPTED = 130
 
 

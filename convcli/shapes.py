@@ -22,19 +22,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from convcli.errors import ParameterError, ShapeError
+from convcli.vocab import PaddingWord, PoolOp
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]  # top, bottom, left, right
 PaddingSpec = int | str | Sequence[int]
 
-PADDING_WORDS = ("valid", "same", "full")
 #: Largest stride, dilation, window or padding accepted: no image is wider, and
 #: larger numbers overflow the numeric core's int64 index arithmetic.
 MAX_INT = 2**31 - 1
 #: Most values a padded input may hold (4 TiB of float32): beyond that no
 #: machine can allocate it, and numpy would fail with a bare ValueError.
 MAX_VALUES = 1 << 40
-POOL_OPS = ("max", "avg", "min", "global-max", "global-avg")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -102,7 +101,7 @@ def parse_padding(value: PaddingSpec) -> str | Pad4:
     """
     if isinstance(value, str):
         word = value.strip().lower()
-        if word in PADDING_WORDS:
+        if word in PaddingWord.choices():
             return word
         parts = [p.strip() for p in word.split(",")]
         try:
@@ -384,8 +383,7 @@ def pool_geometry(
     (1, 3, 3)
     """
     c, h, w = in_shape
-    if op not in POOL_OPS:
-        raise ParameterError(f"pool op must be one of {', '.join(POOL_OPS)}; got {op!r}")
+    op = PoolOp.parse(op).value
     if op.startswith("global"):
         kh, kw = h, w
         st: Pair = (max(h, 1), max(w, 1))

@@ -384,7 +384,7 @@ BAD_OPTIONS: list[tuple[str, tuple[str, ...], int, str]] = [
     ("padding-negative", ("--padding", "-2"), 2, r"padding must not be negative"),
     ("padding-word", ("--padding", "sideways"), 2, r"padding must be valid, same, full"),
     ("padding-three", ("--padding", "1,2,3"), 2, r"padding takes 1, 2 or 4 numbers"),
-    ("pad-mode", ("--pad-mode", "mirror"), 2, r"Invalid value for '--pad-mode': .*'mirror' is not one of"),
+    ("pad-mode", ("--pad-mode", "mirror"), 2, r"pad mode must be one of zeros, .*; got 'mirror'"),
     ("pad-value-nan", ("--pad-mode", "constant", "--pad-value", "nan"), 2,
      r"pad value must be finite"),
     ("dilation-0", ("--dilation", "0"), 2, r"dilation must be >= 1, got 0"),

@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from convcli.batch import BatchProgress, find_inputs, make_jobs, run_batch
 from convcli.cli import app
+from convcli.cli.progress import BatchProgress
 from convcli.errors import ParameterError
-from convcli.runner import Job, Outcome
+from convcli.run.batch import find_inputs, make_jobs, run_batch
+from convcli.run.jobs import Job, Outcome
 
 runner = CliRunner()
 
@@ -109,7 +110,7 @@ def test_symlink_loop_does_not_hang(tmp_path: Path) -> None:
     os.symlink(src, src / "sub" / "loop")  # back to an ancestor
     os.symlink("self", src / "self")  # a link to itself
     code = (
-        "import sys; from convcli.batch import find_inputs; "
+        "import sys; from convcli.run.batch import find_inputs; "
         "print(len(find_inputs([sys.argv[1]], recursive=True)))"
     )
     done = subprocess.run(
@@ -300,7 +301,7 @@ def test_plain_progress_thins_out_for_big_batches(capsys: pytest.CaptureFixture[
 
 def test_run_batch_returns_outcomes_in_job_order(tmp_path: Path) -> None:
     from convcli.pipeline import Pipeline, PoolStage
-    from convcli.runner import OutputOptions
+    from convcli.run.jobs import OutputOptions
 
     src = tmp_path / "in"
     for i in range(5):
@@ -325,7 +326,7 @@ class _KillerJob(Job):
 
 def test_a_dying_worker_fails_its_input_only(tmp_path: Path) -> None:
     from convcli.pipeline import Pipeline, PoolStage
-    from convcli.runner import OutputOptions
+    from convcli.run.jobs import OutputOptions
 
     src = tmp_path / "in"
     for i in range(6):

@@ -592,7 +592,7 @@ def test_the_input_is_never_overwritten_even_with_force(
         (["--padding", "-2"], "padding must not be negative"),
         (["--padding", "middle"], "padding must be valid, same, full"),
         (["--dilation", "0"], "dilation must be >= 1"),
-        (["--pad-mode", "mirror"], "Invalid value for '--pad-mode': 'mirror' is not one of"),
+        (["--pad-mode", "mirror"], "pad mode must be one of zeros, constant, reflect"),
         (["--activation", "swish"], "swish"),
         (["--bias", "x"], "bias must be a number"),
         (["--pool", "max", "--pool-size", "0"], "pool size must be >= 1"),

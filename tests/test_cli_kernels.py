@@ -202,7 +202,7 @@ def test_validate_yaml_syntax_error_line(tmp_path: Path) -> None:
 
 def test_importing_the_sub_app_does_not_import_numpy_or_rich() -> None:
     code = (
-        "import sys, convcli.cli_kernels; "
+        "import sys, convcli.cli.kernels; "
         "print(sorted(m for m in ('numpy', 'yaml', 'convcli.kernels') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -214,8 +214,8 @@ def test_findings_table_wraps_long_messages_within_the_width() -> None:
 
     from rich.console import Console
 
+    from convcli.cli.kernels_view import findings_table
     from convcli.kernels import Finding
-    from convcli.report_kernels import findings_table
 
     long = "binomial-blur: 5×5, sum 1, separable (rank 1): " + ", ".join(["0.0625"] * 12)
     buf = io.StringIO()

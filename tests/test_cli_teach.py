@@ -14,13 +14,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from convcli.cli import app
+from convcli.cli.explain_view import explain, num
 from convcli.kernels import Kernel, load_kernel
 from convcli.ops.conv import conv2d
 from convcli.ops.pool import pool2d
-from convcli.report_explain import (
+from convcli.pipeline.walk import (
     default_patch,
-    explain,
-    num,
     synthetic_patch,
     walkthrough,
     walkthrough_json,
@@ -393,9 +392,9 @@ def test_explain_finds_the_samples_of_the_current_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a non-editable install (pip install .) has no samples/ beside the package
-    import convcli.report_explain as rex
+    import convcli.pipeline.walk as walk
 
-    monkeypatch.setattr(rex, "__file__", str(tmp_path / "site" / "convcli" / "x.py"))
+    monkeypatch.setattr(walk, "__file__", str(tmp_path / "site" / "convcli" / "pipeline" / "x.py"))
     (tmp_path / "clone" / "samples").mkdir(parents=True)
     shutil.copy(REPO / "samples" / "camera.png", tmp_path / "clone" / "samples")
     monkeypatch.chdir(tmp_path / "clone")

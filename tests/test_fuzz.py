@@ -26,7 +26,7 @@ from convcli.kernels import lint_kernel_file, load_kernel, load_kernel_file
 from convcli.kernels.builtins import builtin_names, parse_kernel_spec
 from convcli.ops.activations import parse_activation
 from convcli.pipeline import parse_bias
-from convcli.pipeline_yaml import load_pipeline
+from convcli.pipeline.yamlfile import load_pipeline
 from convcli.shapes import as_pair, parse_padding
 
 FUZZ = settings(

@@ -787,7 +787,7 @@ def test_stdout_one_image_only(monkeypatch):
         ({"layout": "bank:x"}, "positive integer"),
         ({"layout": "maps", "labels": ["a"]}, "1 labels given for 6 maps"),
         ({"layout": "maps", "labels": ["a"] * 6}, "same file name"),
-        ({"fmt": "gif"}, "unknown output format"),
+        ({"fmt": "gif"}, "format must be one of png, tiff, npy, npz; got 'gif'"),
         ({"layout": "maps", "bit_depth": 10}, "bit depth"),
         ({"layout": "maps", "range_mode": "x"}, "range mode"),
         ({}, "6 channels cannot form one png"),

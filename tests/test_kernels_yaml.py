@@ -221,9 +221,9 @@ def test_layer_defaults_accept_pairs_and_leaky_relu(tmp_path: Path) -> None:
         (
             "weights:\n  - [1, .nan]\n",
             2,
-            "weights row 1, column 2 is .nan; it must be a finite number",
+            "weights row 1, column 2 must be a finite number, got .nan",
         ),
-        ("weights:\n  - [1, 2]\n  - [-.inf, 2]\n", 3, "weights row 2, column 1 is -.inf"),
+        ("weights:\n  - [1, 2]\n  - [-.inf, 2]\n", 3, "row 2, column 1 must be a finite number, got -.inf"),
         # dimensions
         (
             "weights: [1, 2, 3]\n",
@@ -263,7 +263,7 @@ def test_layer_defaults_accept_pairs_and_leaky_relu(tmp_path: Path) -> None:
         ),
         # other fields
         ("weights: [[1]]\nscale: big\n", 2, "scale must be a number, got 'big'"),
-        ("weights: [[1]]\nscale: .inf\n", 2, "scale is .inf; it must be a finite number"),
+        ("weights: [[1]]\nscale: .inf\n", 2, "scale must be a finite number, got .inf"),
         ("weights: [[1]]\nbias: [1, x]\n", 2, "bias item 2 must be a number, got 'x'"),
         (
             "weights: [[1, 2]]\norigin: [0, 2]\n",
@@ -280,7 +280,7 @@ def test_layer_defaults_accept_pairs_and_leaky_relu(tmp_path: Path) -> None:
         ("weights: [[1]]\nstride: 0\n", 2, "stride must be >= 1, got 0"),
         ("weights: [[1]]\npadding: sometimes\n", 2, "padding must be valid, same, full"),
         ("weights: [[1]]\nactivation: rleu\n", 2, "(did you mean 'relu'?)"),
-        ("weights: [[1]]\nactivation: relu:2\n", 2, "activation must be one of"),
+        ("weights: [[1]]\nactivation: relu:2\n", 2, "activation relu takes no parameter"),
         (
             "weights:\n  - [[[1]]]\n  - [[[1]]]\nbias: [1, 2, 3]\n",
             4,

@@ -1,4 +1,4 @@
-"""Pipeline files (``convcli.pipeline_yaml``) and ``convcli run``."""
+"""Pipeline files (``convcli.pipeline.yamlfile``) and ``convcli run``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from convcli.cli import app
 from convcli.errors import PipelineError, ShapeError
 from convcli.pipeline import ConvStage, PoolStage
-from convcli.pipeline_yaml import load_pipeline, read_pipeline
+from convcli.pipeline.yamlfile import load_pipeline, read_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = sorted((REPO / "kernels" / "pipelines").glob("*.yaml"))
@@ -299,7 +299,7 @@ def test_a_4d_kernel_count_mismatch_names_the_stage_before_any_image_is_processe
 
 def test_plan_names_the_stage_without_a_file() -> None:
     from convcli.pipeline import Pipeline
-    from convcli.pipeline_yaml import plan_stages
+    from convcli.pipeline.yamlfile import plan_stages
 
     p = Pipeline((PoolStage("max", 2), PoolStage("max", 4)), name="x")
     with pytest.raises(ShapeError, match=r"^stage 2 \(pool maxpool\): pool window 4×4"):

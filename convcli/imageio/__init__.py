@@ -22,7 +22,6 @@ from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
 from convcli.imageio.png import encode_png, encode_png16
 from convcli.imageio.read import ImageData, load_image, read_image
 from convcli.imageio.write import (
-    FORMATS,
     WriteResult,
     check_outputs,
     plan_outputs,
@@ -31,7 +30,6 @@ from convcli.imageio.write import (
 )
 
 __all__ = [
-    "FORMATS",
     "RANGE_MODES",
     "ImageData",
     "MapImage",

@@ -150,7 +150,7 @@ def _fast_pixels(
     folding the range into one multiply-add per value; no full-size
     temporaries. Returns None (use the general path) when any value is NaN/inf.
     """
-    from convcli.ops import parallel
+    from convcli import parallel
 
     flat = np.ascontiguousarray(x).reshape(-1)
     n = flat.size

@@ -126,7 +126,7 @@ def write_png(fh: BinaryIO, pixels: np.ndarray, *, bit_depth: int = 8) -> None:
 
 def _deflate(data: memoryview) -> list[bytes]:
     """One zlib stream of ``data`` (as consecutive pieces), its chunks deflated in parallel."""
-    from convcli.ops import parallel
+    from convcli import parallel
 
     n = len(data)
     k = max(1, min(parallel.num_threads() * 2, -(-n // DEFLATE_CHUNK)))

@@ -20,10 +20,9 @@ from convcli.imageio._common import CHANNELS, index_labels
 from convcli.imageio.montage import montage_image
 from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
 from convcli.imageio.png import write_png
+from convcli.vocab import Format
 
 #: Output formats, and the file extensions that select them with ``file=``.
-FORMATS = ("png", "tiff", "npy", "npz")
-_EXTENSIONS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".npz": "npz"}
 
 
 @dataclass
@@ -103,17 +102,15 @@ def _labels(labels: Sequence[str], n: int, what: str) -> list[str]:
 def _format_of(fmt: str, single_file: Path | None) -> str:
     if single_file is not None and str(single_file) != "-":
         ext = single_file.suffix.lower()
-        if ext not in _EXTENSIONS:
+        found = Format.of_extension(ext)
+        if found is None:
+            known = ", ".join(e for f in Format for e in f.extensions)
             raise ParameterError(
                 f"{single_file}: cannot tell the output format from the extension "
-                f"{ext or '(none)'!r} (use .png, .tif, .tiff, .npy or .npz)"
+                f"{ext or '(none)'!r} (use {known})"
             )
-        return _EXTENSIONS[ext]
-    fmt = fmt.lower().lstrip(".")
-    fmt = "tiff" if fmt == "tif" else fmt
-    if fmt not in FORMATS:
-        raise ParameterError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
-    return fmt
+        return found.value
+    return Format.parse(fmt.lstrip(".")).value
 
 
 def _is_stdout(out: Path | str | None) -> bool:

@@ -36,7 +36,7 @@ import numpy as np
 
 from convcli.errors import KernelError
 from convcli.kernels.model import Kernel
-from convcli.yamlnodes import did_you_mean
+from convcli.vocab import did_you_mean
 
 # --------------------------------------------------------------------------- spec parsing
 

@@ -46,8 +46,6 @@ convcli.errors.KernelError: .../bad.yaml:3: weights row 2 has 2 numbers, row 1 h
 from __future__ import annotations
 
 import difflib
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +55,8 @@ import yaml
 
 from convcli.errors import KernelError, ParameterError
 from convcli.kernels.model import Kernel, kernel_rank, separable_factors, symmetry, weights_sum
-from convcli.yamlnodes import TAG_FLOAT, TAG_INT, construct, did_you_mean, line_of
+from convcli.vocab import Normalize, did_you_mean
+from convcli.yamlnodes import TAG_INT, NodeReader, construct, line_of
 
 TOP_KEYS = (
     "name",
@@ -75,8 +74,6 @@ TOP_KEYS = (
     "activation",
 )
 MEMBER_KEYS = ("name", "description", "weights", "normalize", "scale", "bias")
-NORMALIZE = ("none", "sum", "l1")
-ACTIVATIONS = ("none", "relu", "leaky-relu", "sigmoid", "tanh", "abs")
 SEVERITIES = ("error", "warning", "info")
 
 
@@ -114,7 +111,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "×".join(str(n) for n in shape)
 
 
-class _Reader:
+class _Reader(NodeReader):
     """Reads one file, collecting warnings and raising the first error."""
 
     def __init__(self, path: Path):
@@ -125,6 +122,9 @@ class _Reader:
 
     def error(self, message: str, node: yaml.Node | None = None) -> KernelError:
         return KernelError(message, file=self.file, line=line_of(node))
+
+    def construct(self, node: yaml.Node) -> Any:
+        return _construct(node)
 
     def note(self, severity: str, message: str, line: int | None) -> None:
         self.findings.append(Finding(severity, message, self.file, line))
@@ -167,41 +167,6 @@ class _Reader:
                     )
         need = "'weights' (or 'kernels' for a bank)" if "kernels" in keys else "'weights'"
         raise self.error(f"{where} has no {need}", node)
-
-    # ----------------------------------------------------------------- scalars
-
-    def number(self, node: yaml.Node, what: str) -> float:
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in (TAG_INT, TAG_FLOAT):
-            shown = node.value if isinstance(node, yaml.ScalarNode) else "a list or mapping"
-            raise self.error(f"{what} must be a number, got {shown!r}", node)
-        value = float(_construct(node))
-        if not math.isfinite(value):
-            raise self.error(f"{what} is {node.value}; it must be a finite number", node)
-        return value
-
-    def text(self, node: yaml.Node, what: str) -> str:
-        if not isinstance(node, yaml.ScalarNode):
-            raise self.error(f"{what} must be text, got a list or mapping", node)
-        return str(node.value)
-
-    def word(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str:
-        if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
-            return "none"
-        value = self.text(node, what).strip().lower()
-        if value not in choices:
-            raise self.error(
-                f"{what} must be one of {', '.join(choices)}; got {value!r}"
-                f"{did_you_mean(value, choices)}",
-                node,
-            )
-        return value
-
-    def bias(self, node: yaml.Node) -> float | tuple[float, ...]:
-        if isinstance(node, yaml.SequenceNode):
-            if not node.value:
-                raise self.error("bias is an empty list", node)
-            return tuple(self.number(n, f"bias item {i + 1}") for i, n in enumerate(node.value))
-        return self.number(node, "bias")
 
     # ----------------------------------------------------------------- weights
 
@@ -350,21 +315,7 @@ def _layer_defaults(reader: _Reader, m: dict[str, tuple[yaml.Node, yaml.Node]]) 
             raise reader.error(str(exc), node) from None
         out[key] = value.strip().lower() if isinstance(value, str) else value
     if "activation" in m:
-        node = m["activation"][1]
-        text = "none" if _construct(node) is None else reader.text(node, "activation")
-        act = text.strip().lower()
-        base, _, slope = act.partition(":")
-        ok = base in ACTIVATIONS and (not slope or base == "leaky-relu")
-        if ok and slope:
-            ok = re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", slope) is not None
-        if not ok:
-            hint = did_you_mean(base, ACTIVATIONS)
-            raise reader.error(
-                f"activation must be one of none, relu, leaky-relu[:slope], sigmoid, tanh, abs;"
-                f" got {text!r}{hint}",
-                node,
-            )
-        out["activation"] = act
+        out["activation"] = reader.activation(m["activation"][1])
     return out
 
 
@@ -409,9 +360,9 @@ def _read_file(reader: _Reader) -> Kernel:
     name = reader.text(get["name"], "name").strip() if "name" in get else path.stem
     name = name or path.stem
     description = reader.text(get["description"], "description") if "description" in get else ""
-    normalize = (
-        reader.word(get["normalize"], "normalize", NORMALIZE) if "normalize" in get else ("none")
-    )
+    normalize = "none"
+    if "normalize" in get:
+        normalize = reader.word(get["normalize"], "normalize", Normalize).value
     scale = reader.number(get["scale"], "scale") if "scale" in get else 1.0
     if scale == 0:
         reader.note("warning", "scale is 0, so every weight becomes 0", reader.lines["scale"])
@@ -499,7 +450,7 @@ def _bank(
         if w.ndim != 2:
             raise reader.error(f"{where} weights must be 2-D rows in a bank", get["weights"])
         how = (
-            reader.word(get["normalize"], "normalize", NORMALIZE)
+            reader.word(get["normalize"], "normalize", Normalize).value
             if "normalize" in get
             else (normalize)
         )

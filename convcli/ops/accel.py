@@ -17,30 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from convcli.ops import parallel
+from convcli import parallel
+from convcli.ops.opencv import cv2_module
 from convcli.ops.padding import PAD_MODE_NAMES, pad2d
 from convcli.shapes import StageGeometry
-
-_cv2: Any = None
-_checked = False
-
-
-def cv2_module() -> Any:
-    """The ``cv2`` module, or None when OpenCV is not installed."""
-    global _cv2, _checked
-    if not _checked:
-        _checked = True
-        try:
-            import cv2
-
-            _cv2 = cv2
-        except ImportError:  # pragma: no cover - exercised only without the dependency
-            _cv2 = None
-    return _cv2
-
-
-def available() -> bool:
-    return cv2_module() is not None
 
 
 def _border(cv2: Any, mode: str) -> int | None:

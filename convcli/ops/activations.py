@@ -4,41 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from convcli.errors import ParameterError
+from convcli.vocab import DEFAULT_LEAKY_SLOPE, Activation, parse_activation
 
-ACTIVATIONS = ("none", "relu", "leaky-relu", "sigmoid", "tanh", "abs")
-DEFAULT_LEAKY_SLOPE = 0.01  # PyTorch's default negative_slope
-
-
-def parse_activation(spec: str | None) -> tuple[str, float]:
-    """Split ``"leaky-relu:0.2"`` into ``("leaky-relu", 0.2)``; validate the name.
-
-    >>> parse_activation("leaky-relu:0.2"), parse_activation(None), parse_activation("ReLU")
-    (('leaky-relu', 0.2), ('none', 0.0), ('relu', 0.0))
-    """
-    if spec is None:
-        return "none", 0.0
-    if not isinstance(spec, str):
-        raise ParameterError(f"activation must be a name, got {spec!r}")
-    name, _, arg = spec.strip().lower().partition(":")
-    name = name.replace("_", "-")
-    if name == "leakyrelu":
-        name = "leaky-relu"
-    if name not in ACTIVATIONS:
-        raise ParameterError(
-            f"activation must be one of {', '.join(ACTIVATIONS)} (leaky-relu[:slope]); got {spec!r}"
-        )
-    if arg and name != "leaky-relu":
-        raise ParameterError(f"activation {name} takes no parameter; got {spec!r}")
-    slope = DEFAULT_LEAKY_SLOPE if name == "leaky-relu" else 0.0
-    if arg:
-        try:
-            slope = float(arg)
-        except ValueError:
-            raise ParameterError(f"leaky-relu slope must be a number; got {arg!r}") from None
-        if not np.isfinite(slope):
-            raise ParameterError(f"leaky-relu slope must be finite; got {arg!r}")
-    return name, slope
+__all__ = ["DEFAULT_LEAKY_SLOPE", "activate", "parse_activation"]
 
 
 def activate(x: np.ndarray, activation: str | None, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -58,19 +26,19 @@ def activate(x: np.ndarray, activation: str | None, *, out: np.ndarray | None = 
         out = np.array(x, copy=True)
     elif out is not x:
         out[...] = x
-    if name == "relu":
+    if name is Activation.relu:
         np.maximum(out, 0, out=out)
-    elif name == "leaky-relu":
+    elif name is Activation.leaky_relu:
         np.multiply(out, np.where(out < 0, out.dtype.type(slope), out.dtype.type(1)), out=out)
-    elif name == "sigmoid":
+    elif name is Activation.sigmoid:
         # 1 / (1 + exp(-x)), written to avoid overflow warnings for large |x|
         np.negative(out, out=out)
         np.minimum(out, 88.0 if out.dtype == np.float32 else 708.0, out=out)
         np.exp(out, out=out)
         out += 1
         np.reciprocal(out, out=out)
-    elif name == "tanh":
+    elif name is Activation.tanh:
         np.tanh(out, out=out)
-    elif name == "abs":
+    elif name is Activation.abs:
         np.abs(out, out=out)
     return out

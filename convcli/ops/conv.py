@@ -239,10 +239,10 @@ def _run_engine(
     pad_mode: str,
     fill: float,
 ) -> np.ndarray:
-    from convcli.ops import accel
+    from convcli.ops import accel, opencv
 
     _, ho, wo = geom.out_shape
-    if method == "opencv" and not accel.available():
+    if method == "opencv" and not opencv.available():
         raise ParameterError("method 'opencv' needs OpenCV (pip install opencv-python-headless)")
     if w.ndim == 4:
         if method not in ("auto", "gemm", "direct"):
@@ -254,7 +254,7 @@ def _run_engine(
     bank = w[None] if w.ndim == 2 else w
     c = x.shape[0]
     out = np.empty((bank.shape[0] * c, ho, wo), dtype=x.dtype)
-    use_cv = method == "opencv" or (method == "auto" and accel.available())
+    use_cv = method == "opencv" or (method == "auto" and opencv.available())
     xp = None if use_cv else pad2d(x, geom.padding, mode=pad_mode, value=fill)
     for k, wk in enumerate(bank):
         if use_cv:
@@ -445,7 +445,7 @@ def _layer_gemm(
     ``(c_out/groups, c_in/groups * kh * kw)`` weights. With ``depthwise`` the
     single ``(1, 1, kh, kw)`` kernel is applied to every channel on its own.
     """
-    from convcli.ops import parallel
+    from convcli import parallel
 
     ho, wo = out_hw
     c_out, c_in_g, kh, kw = w.shape

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convcli.errors import ParameterError
-
-PAD_MODES = ("zeros", "constant", "reflect", "symmetric", "replicate", "circular")
+from convcli.vocab import PadMode
 
 #: convcli name -> name in each library (None: the library has no such mode).
 _LIBRARIES = ("numpy", "scipy", "opencv", "torch")
@@ -40,10 +38,8 @@ PAD_MODE_NAMES: dict[str, dict[str, str | None]] = {
 
 
 def check_pad_mode(mode: str) -> str:
-    """Return ``mode`` if it is a known padding mode, else raise :class:`ParameterError`."""
-    if mode not in PAD_MODES:
-        raise ParameterError(f"pad mode must be one of {', '.join(PAD_MODES)}; got {mode!r}")
-    return mode
+    """The canonical name of padding mode ``mode``; :class:`ParameterError` if unknown."""
+    return PadMode.parse(mode).value
 
 
 def pad2d(
@@ -68,7 +64,7 @@ def pad2d(
     >>> pad2d(row, (0, 0, 1, 1), mode="constant", value=9)[0].tolist()
     [9.0, 1.0, 2.0, 3.0, 4.0, 9.0]
     """
-    check_pad_mode(mode)
+    mode = check_pad_mode(mode)
     top, bottom, left, right = pad
     if not (top or bottom or left or right):
         return x
@@ -97,9 +93,10 @@ def _pad_opencv(
     Used for float (C, H, W) arrays when OpenCV is there and every pad is
     smaller than its axis (where OpenCV and numpy agree exactly); else None.
     """
-    from convcli.ops import accel, parallel
+    from convcli import parallel
+    from convcli.ops.opencv import cv2_module
 
-    cv2 = accel.cv2_module()
+    cv2 = cv2_module()
     top, bottom, left, right = pad
     if (
         cv2 is None

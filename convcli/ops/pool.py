@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from convcli import parallel
 from convcli.errors import ParameterError, ShapeError
-from convcli.ops import accel, parallel
 from convcli.ops.conv import result_dtype
-from convcli.shapes import POOL_OPS, PaddingSpec, StageGeometry, pool_geometry
+from convcli.ops.opencv import cv2_module
+from convcli.shapes import PaddingSpec, StageGeometry, pool_geometry
+from convcli.vocab import PoolOp
 
 
 def pool2d(
@@ -57,8 +59,7 @@ def pool2d(
     >>> pool2d(x, "global-max")
     array([[16.]], dtype=float32)
     """
-    if op not in POOL_OPS:
-        raise ParameterError(f"pool op must be one of {', '.join(POOL_OPS)}; got {op!r}")
+    op = PoolOp.parse(op).value
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise ParameterError(f"input must hold real numbers, got dtype {arr.dtype}")
@@ -118,7 +119,7 @@ def _windowed(x: np.ndarray, op: str, geom: StageGeometry, count_include_pad: bo
     # padding) through its area resize, which averages exact k×k blocks in one pass
     # (measured 3x the numpy passes); larger overlapping windows through its box
     # filter; 2x2 overlapping windows stay with the two numpy passes.
-    cv2 = accel.cv2_module() if op == "avg" else None
+    cv2 = cv2_module() if op == "avg" else None
     use_area = cv2 is not None and (kh, kw) == (sy, sx) and not any(pads)
     use_box = cv2 is not None and uniform is not None and kh * kw > 4
 

@@ -39,7 +39,6 @@ convcli.errors.PipelineError: .../p.yaml:2: stage 1 (conv): unknown option 'stri
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +47,9 @@ from typing import Any
 import yaml
 
 from convcli.errors import ConvcliError, ParameterError, PipelineError, ShapeError
-from convcli.pipeline import ALPHA_MODES, ConvStage, Pipeline, PoolStage, Result, Stage, plan
-from convcli.yamlnodes import (
-    TAG_BOOL,
-    TAG_FLOAT,
-    TAG_INT,
-    TAG_NULL,
-    construct,
-    did_you_mean,
-    line_of,
-)
+from convcli.pipeline import ConvStage, Pipeline, PoolStage, Result, Stage, plan
+from convcli.vocab import Alpha, DType, Format, PadMode, PoolOp, RangeMode, did_you_mean
+from convcli.yamlnodes import TAG_NULL, NodeReader, construct, line_of
 
 TOP_KEYS = ("name", "description", "gray", "alpha", "dtype", "stages", "output")
 CONV_KEYS = (
@@ -69,9 +61,6 @@ OUTPUT_KEYS = (
     "out", "format", "bit_depth", "range", "montage", "force", "skip_existing", "preview",
     "save_stages",
 )  # fmt: skip
-FORMATS = ("png", "tiff", "npy", "npz")
-RANGES = ("auto", "clip", "minmax", "abs", "offset")
-DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -171,15 +160,18 @@ def _construct(node: yaml.Node) -> Any:
     return construct(node, PipelineError)
 
 
-class _Reader:
+class _Reader(NodeReader):
     def __init__(self, path: Path, kernel_dirs: list[str | Path]):
         self.path = path
         self.file = str(path)
         self.kernel_dirs = kernel_dirs
         self.where = ""  # "stage 3 (conv): " while reading a stage
 
-    def error(self, message: str, node: yaml.Node | None) -> PipelineError:
+    def error(self, message: str, node: yaml.Node | None = None) -> PipelineError:
         return PipelineError(f"{self.where}{message}", file=self.file, line=line_of(node))
+
+    def construct(self, node: yaml.Node) -> Any:
+        return _construct(node)
 
     # ----------------------------------------------------------------- structure
 
@@ -227,8 +219,8 @@ class _Reader:
         if "description" in top:
             self.text(top["description"][1], "description")
         gray = self.boolean(top["gray"][1], "gray") if "gray" in top else False
-        alpha = self.word(top["alpha"][1], "alpha", ALPHA_MODES) if "alpha" in top else None
-        dtype = self.word(top["dtype"][1], "dtype", DTYPES) if "dtype" in top else "float32"
+        alpha = self.word(top["alpha"][1], "alpha", Alpha).value if "alpha" in top else None
+        dtype = self.word(top["dtype"][1], "dtype", DType).value if "dtype" in top else "float32"
         stages_node = top["stages"][1]
         if not isinstance(stages_node, yaml.SequenceNode) or not stages_node.value:
             raise self.error(
@@ -315,9 +307,7 @@ class _Reader:
         if "padding" in m:
             opts["padding"] = self.padding(m["padding"][1], conv=True)
         if "pad_mode" in m:
-            from convcli.ops.padding import PAD_MODES
-
-            opts["pad_mode"] = self.word(m["pad_mode"][1], "pad_mode", PAD_MODES)
+            opts["pad_mode"] = self.word(m["pad_mode"][1], "pad_mode", PadMode).value
         if "pad_value" in m:
             opts["pad_value"] = self.number(m["pad_value"][1], "pad_value")
         if "flip" in m:
@@ -333,8 +323,6 @@ class _Reader:
         return stage
 
     def pool(self, key_node: yaml.Node, body: yaml.Node) -> PoolStage:
-        from convcli.shapes import POOL_OPS
-
         if isinstance(body, yaml.ScalarNode) and body.tag == TAG_NULL:
             m: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         elif isinstance(body, yaml.ScalarNode):
@@ -343,7 +331,7 @@ class _Reader:
             m = self.mapping(body, POOL_KEYS, "pool options")
         opts: dict[str, Any] = {}
         if "op" in m:
-            opts["op"] = self.word(m["op"][1], "op", POOL_OPS)
+            opts["op"] = self.word(m["op"][1], "op", PoolOp).value
         if "size" in m:
             opts["size"] = self.pair(m["size"][1], "size")
         if "stride" in m:
@@ -390,10 +378,9 @@ class _Reader:
             if key == "out":
                 out[key] = self.text(value, key)
             elif key == "format":
-                word = self.text(value, key).strip().lower()
-                out[key] = self.word(value, key, FORMATS) if word != "tif" else "tiff"
+                out[key] = self.word(value, key, Format).value
             elif key == "range":
-                out[key] = self.word(value, key, RANGES)
+                out[key] = self.word(value, key, RangeMode).value
             elif key == "bit_depth":
                 depth = self.whole(value, key, minimum=1)
                 if depth not in (8, 16):
@@ -403,106 +390,6 @@ class _Reader:
                 out[key] = self.boolean(value, key)
         self.where = ""
         return out
-
-    # ----------------------------------------------------------------- values
-
-    def text(self, node: yaml.Node, what: str) -> str:
-        if not isinstance(node, yaml.ScalarNode) or node.tag == TAG_NULL or not str(node.value):
-            got = "nothing" if isinstance(node, yaml.ScalarNode) else "a list or mapping"
-            raise self.error(f"{what} must be text, got {got}", node)
-        return str(node.value)
-
-    def word(self, node: yaml.Node, what: str, choices: Sequence[str]) -> str:
-        value = self.text(node, what).strip().lower()
-        if value not in choices:
-            raise self.error(
-                f"{what} must be one of {', '.join(choices)}; got {value!r}"
-                f"{did_you_mean(value, choices)}",
-                node,
-            )
-        return value
-
-    def boolean(self, node: yaml.Node, what: str) -> bool:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != TAG_BOOL:
-            shown = node.value if isinstance(node, yaml.ScalarNode) else "a list or mapping"
-            raise self.error(f"{what} must be true or false, got {shown!r}", node)
-        return bool(_construct(node))
-
-    def number(self, node: yaml.Node, what: str) -> float:
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in (TAG_INT, TAG_FLOAT):
-            shown = node.value if isinstance(node, yaml.ScalarNode) else "a list or mapping"
-            raise self.error(f"{what} must be a number, got {shown!r}", node)
-        value = float(_construct(node))
-        if not math.isfinite(value):
-            raise self.error(f"{what} must be a finite number, got {node.value}", node)
-        return value
-
-    def whole(self, node: yaml.Node, what: str, *, minimum: int) -> int:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != TAG_INT:
-            shown = node.value if isinstance(node, yaml.ScalarNode) else "a list or mapping"
-            raise self.error(f"{what} must be a whole number, got {shown!r}", node)
-        value = int(_construct(node))
-        if value < minimum:
-            raise self.error(f"{what} must be >= {minimum}, got {value}", node)
-        return value
-
-    def bias(self, node: yaml.Node) -> float | tuple[float, ...]:
-        if isinstance(node, yaml.SequenceNode):
-            if not node.value:
-                raise self.error("bias is an empty list", node)
-            return tuple(self.number(n, "bias") for n in node.value)
-        return self.number(node, "bias")
-
-    def pair(self, node: yaml.Node, what: str) -> Any:
-        from convcli.shapes import as_pair
-
-        value = self.plain(node, what)
-        try:
-            return as_pair(value, what)
-        except ParameterError as exc:
-            raise self.error(str(exc), node) from None
-
-    def padding(self, node: yaml.Node, *, conv: bool) -> Any:
-        from convcli.shapes import parse_padding
-
-        value = self.plain(node, "padding")
-        try:
-            spec = parse_padding(value)
-        except ParameterError as exc:
-            raise self.error(str(exc), node) from None
-        if spec == "full" and not conv:
-            raise self.error("pool padding must be P, PH,PW, valid or same; got 'full'", node)
-        return spec
-
-    def activation(self, node: yaml.Node) -> str:
-        from convcli.ops.activations import parse_activation
-
-        if isinstance(node, yaml.ScalarNode) and node.tag == TAG_NULL:
-            return "none"
-        text = self.text(node, "activation").strip().lower()
-        try:
-            parse_activation(text)
-        except ParameterError as exc:
-            base = text.partition(":")[0]
-            from convcli.ops.activations import ACTIVATIONS
-
-            raise self.error(f"{exc}{did_you_mean(base, ACTIVATIONS)}", node) from None
-        return text
-
-    def plain(self, node: yaml.Node, what: str) -> Any:
-        """A scalar or a flat list of scalars, as Python values (lists become tuples)."""
-        if isinstance(node, yaml.SequenceNode):
-            if any(not isinstance(n, yaml.ScalarNode) for n in node.value):
-                raise self.error(f"{what} must be a number or a flat list of numbers", node)
-            return tuple(_construct(n) for n in node.value)
-        if isinstance(node, yaml.MappingNode):
-            raise self.error(f"{what} must be a number or a list, got a mapping", node)
-        value = _construct(node)
-        if value is None:
-            raise self.error(f"{what} has no value", node)
-        if isinstance(value, float) and not value.is_integer():
-            raise self.error(f"{what} must hold whole numbers, got {value}", node)
-        return int(value) if isinstance(value, float) else value
 
 
 __all__ = ["PipelineFile", "load_pipeline", "plan_stages", "read_pipeline"]

@@ -11,7 +11,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="List, show and validate kernels.", no_args_is_help=True)
+from convcli.cli.helptext import Command
+
+app = typer.Typer(
+    help="List, show and validate kernels.", no_args_is_help=True, rich_markup_mode=None
+)
 
 KernelDirs = Annotated[
     list[Path] | None,
@@ -31,14 +35,14 @@ def _console():  # noqa: ANN202 - Rich is imported lazily
     return Console(highlight=False)
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_kernels(kernel_dirs: KernelDirs = None) -> None:
     """List the built-in kernels and the YAML kernel files in the search folders."""
     from rich.text import Text
 
+    from convcli.cli.kernels_view import kernel_list_table
     from convcli.errors import KernelError
     from convcli.kernels import BUILTINS, builtin_kernel, find_kernel_files, read_kernel_file
-    from convcli.report_kernels import kernel_list_table
 
     console = _console()
     rows = []
@@ -64,7 +68,7 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
                       "./kernels).", style="dim")  # fmt: skip
 
 
-@app.command("show")
+@app.command("show", cls=Command)
 def show(
     name: Annotated[
         str, typer.Argument(help="Built-in (gaussian:7:1.5), file, or NAME.yaml stem.")
@@ -72,29 +76,31 @@ def show(
     kernel_dirs: KernelDirs = None,
 ) -> None:
     """Show a kernel's weights as a heatmap, with its sum, rank and symmetry."""
+    from convcli.cli.kernels_view import kernel_view
     from convcli.kernels import load_kernel
-    from convcli.report_kernels import kernel_view
 
     kernel = load_kernel(name, kernel_dirs=kernel_dirs or ())
     _console().print(kernel_view(kernel))
 
 
-@app.command("validate")
+@app.command("validate", cls=Command)
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="YAML kernel files to check.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="YAML kernel files to check.", metavar="FILE")
+    ],
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors and warnings, no info lines.")
     ] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 2 on warnings too.")] = False,
 ) -> None:
-    """Lint kernel files: one line per finding, ``file:line: severity: message``.
+    """Lint kernel files: one line per finding, file:line: severity: message.
 
     Exits 2 if any file has an error (or, with --strict, a warning), else 0.
     """
     from rich.console import Console
 
+    from convcli.cli.kernels_view import findings_table, findings_text
     from convcli.kernels import lint_kernel_file
-    from convcli.report_kernels import findings_table, findings_text
 
     console = _console()
     counts = {"error": 0, "warning": 0, "info": 0}

@@ -3,7 +3,7 @@
 A :class:`Pipeline` is data: a tuple of :class:`ConvStage` / :class:`PoolStage`
 plus the image options. :func:`plan` computes every stage's geometry without
 pixels (``shape``, ``--dry-run``); :func:`run` computes the maps and records
-the same geometry, per-map statistics and timings. :mod:`convcli.report` only
+the same geometry, per-map statistics and timings. :mod:`convcli.cli.report` only
 reads what is recorded here.
 """
 
@@ -22,12 +22,12 @@ from convcli.ops.conv import conv2d, result_dtype
 from convcli.ops.padding import check_pad_mode
 from convcli.ops.pool import pool2d
 from convcli.shapes import Pair, StageGeometry, conv_geometry, pool_geometry
+from convcli.vocab import Alpha
 
 if TYPE_CHECKING:
     from convcli.imageio import ImageData
     from convcli.kernels.model import Kernel
 
-ALPHA_MODES = ("premultiply", "drop", "channel")
 _ALPHA_EPS = 1e-6
 
 
@@ -136,10 +136,7 @@ class Pipeline:
     def validate(self) -> None:
         if not self.stages:
             raise ParameterError("a pipeline needs at least one stage")
-        if self.alpha not in ALPHA_MODES:
-            raise ParameterError(
-                f"alpha must be one of {', '.join(ALPHA_MODES)}; got {self.alpha!r}"
-            )
+        Alpha.parse(self.alpha)
         result_dtype(np.zeros(1, np.float32), self.dtype)
         for stage in self.stages:
             stage.validate()

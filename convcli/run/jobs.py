@@ -14,9 +14,7 @@ from typing import Any
 
 from convcli.errors import ConvcliError, ImageError, OutputError
 from convcli.pipeline import Pipeline, Result, output_name, run
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
-OUTPUT_EXTENSIONS = (".png", ".tif", ".tiff", ".npy", ".npz")
+from convcli.vocab import Format
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ def make_job(source: str, out: str, *, root: str | None = None, single: bool = F
     stem = "stdin" if source == "-" else Path(source).stem
     if out == "-":
         return Job(source, stem, out, "-")
-    if single and Path(out).suffix.lower() in OUTPUT_EXTENSIONS:
+    if single and Format.of_extension(Path(out).suffix) is not None:
         return Job(source, stem, str(Path(out).parent), out)
     out_dir = Path(out)
     if root is not None and source != "-":
@@ -102,7 +100,7 @@ def make_job(source: str, out: str, *, root: str | None = None, single: bool = F
 def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
     """Read, run and write one input; every failure becomes an ``Outcome`` with an error."""
     from convcli import imageio
-    from convcli.report import result_json
+    from convcli.run.records import pipeline_parameters, result_json
 
     t0 = time.perf_counter()
     name = output_name(pipeline.stages, pipeline.name)
@@ -205,7 +203,7 @@ def _existing_outputs(
     None when that cannot be told (no ``image`` yet, or options the run will reject).
     """
     from convcli.imageio import plan_outputs
-    from convcli.pipeline import _layout_after, plan, prepare
+    from convcli.pipeline.engine import _layout_after, plan, prepare
 
     layout: str = "image"
     labels: tuple[str, ...] = ()
@@ -263,30 +261,3 @@ def write_stages(
         )  # fmt: skip
         files += [str(p) for p in (write.planned if opts.dry_run else write.paths)]
     return files
-
-
-def pipeline_parameters(pipeline: Pipeline) -> dict[str, Any]:
-    """The run's parameters as plain data (npz files and the manifest keep them)."""
-    stages = []
-    for s in pipeline.stages:
-        opts = {k: _plain(v) for k, v in s.options().items()}
-        if s.kind == "conv":
-            k = s.kernel  # type: ignore[union-attr]
-            stages.append({"conv": {"kernel": k.name, "shape": list(k.weights.shape), **opts}})
-        else:
-            stages.append({"pool": {"op": s.op, **opts}})  # type: ignore[union-attr]
-    return {
-        "name": pipeline.name,
-        "gray": pipeline.gray,
-        "alpha": pipeline.alpha,
-        "dtype": pipeline.dtype,
-        "stages": stages,
-    }
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, tuple | list):
-        return [_plain(x) for x in v]
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    return v

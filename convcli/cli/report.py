@@ -7,7 +7,7 @@ form of a report (:func:`result_json`) holds the same content as the tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Group, RenderableType
@@ -15,9 +15,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from convcli.run.records import map_names, mapping_text, warnings_of
+
 if TYPE_CHECKING:
-    from convcli.imageio import MapImage, WriteResult
+    from convcli.imageio import WriteResult
     from convcli.pipeline import Result, StageRecord
+    from convcli.run.jobs import Outcome
 
 MAX_STAT_ROWS = 12
 FORMULA = "floor((in + pads - dilation·(k-1) - 1) / stride) + 1"
@@ -159,19 +162,6 @@ def totals_line(result: Result) -> Text:
     return text
 
 
-def warnings_of(result: Result, write: WriteResult | None = None) -> list[str]:
-    """Every warning the report shows: unused rows/columns, clipped pixels, notes."""
-    out = [f"stage {r.index} ({r.name}): {w}" for r in result.records for w in r.geometry.warnings]
-    mapping = getattr(write, "mapping", None)
-    if mapping is not None and mapping.clipped_fraction > 0:
-        out.append(
-            f"png mapping '{mapping.range_mode}' clipped {mapping.clipped_fraction:.2%} of values"
-            " (try --range minmax or --range offset)"
-        )
-    out.extend(result.notes)
-    return out
-
-
 def stats_table(result: Result) -> Table:
     """min / max / mean of each output map (the first ``MAX_STAT_ROWS``)."""
     table = Table(title="output maps", title_justify="left", pad_edge=False, box=None)
@@ -185,34 +175,6 @@ def stats_table(result: Result) -> Table:
     if len(stats) > MAX_STAT_ROWS:
         table.add_row(f"… {len(stats) - MAX_STAT_ROWS} more", "", "", "")
     return table
-
-
-def mapping_text(m: MapImage, n_files: int = 1) -> str:
-    """How the png pixels were made, in words: which value became black, which white.
-
-    >>> from convcli.imageio import MapImage
-    >>> mapping_text(MapImage("offset", 0.0, -2.0, 2.0), 2)
-    'png mapping: offset: -2 → black, 0 → mid-grey, 2 → white (one mapping for all files)'
-    """
-    x = "|x| " if m.range_mode == "abs" else ""
-    mid = ", 0 → mid-grey" if m.range_mode == "offset" else ""
-    text = f"png mapping: {m.range_mode}: {x}{m.lo:.4g} → black{mid}, {m.hi:.4g} → white"
-    if m.range_mode in ("identity", "clip") and m.clipped_fraction > 0:
-        text += ", values outside clipped"
-    return text + (" (one mapping for all files)" if n_files > 1 else "")
-
-
-def map_names(result: Result) -> list[str]:
-    """A readable name per output map: ``R``, ``sobel-x:G``, ``3`` ..."""
-    n = result.out_shape[0]
-    ch = result.channels
-    if result.layout == "image" and len(ch) == n:
-        return list(ch)
-    if result.layout.startswith("bank:") and ch:
-        return [f"{lab}:{c}" for lab in result.labels for c in ch][:n] or [str(i) for i in range(n)]
-    if len(result.labels) == n:
-        return list(result.labels)
-    return [str(i) for i in range(n)]
 
 
 def report(
@@ -244,72 +206,6 @@ def report(
             listing.append("\n  - (stdout)" if str(p) == "-" else f"\n  {p}")
         parts.append(listing)
     return Group(*parts)
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def record_json(r: StageRecord) -> dict[str, Any]:
-    g = r.geometry
-    return {
-        "index": r.index,
-        "kind": r.kind,
-        "name": r.name,
-        "description": r.description,
-        "in_shape": list(g.in_shape),
-        "out_shape": list(g.out_shape),
-        "kernel": list(g.kernel_hw),
-        "stride": list(g.stride),
-        "dilation": list(g.dilation),
-        "padding": dict(zip(("top", "bottom", "left", "right"), g.padding, strict=True)),
-        "formula": {"H": g.formulas[0].text(), "W": g.formulas[1].text()},
-        "params": g.params,
-        "macs": g.macs,
-        "receptive_field": list(g.receptive_field),
-        "effective_stride": list(g.jump),
-        "options": {k: _jsonable(v) for k, v in r.options.items()},
-        "warnings": list(g.warnings),
-        "seconds": round(r.seconds, 6),
-    }
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def result_json(result: Result, write: WriteResult | None = None, *, dry_run: bool = False) -> dict:
-    """The report as plain data (what ``--json`` prints)."""
-    data: dict[str, Any] = {
-        "input": result.input,
-        "in_shape": list(result.in_shape),
-        "channels": result.channels,
-        "out_shape": list(result.out_shape),
-        "stages": [record_json(r) for r in result.records],
-        "total_params": sum(r.geometry.params for r in result.records),
-        "total_macs": sum(r.geometry.macs for r in result.records),
-        "warnings": warnings_of(result, write),
-    }
-    if result.maps is not None:
-        data["maps"] = [
-            {"name": n, "min": lo, "max": hi, "mean": mean}
-            for n, (lo, hi, mean) in zip(map_names(result), result.map_stats(), strict=True)
-        ]
-    if write is not None:
-        data["outputs"] = [str(p) for p in (write.planned if dry_run else write.paths)]
-        if write.mapping is not None:
-            m = write.mapping
-            data["mapping"] = {
-                "range": m.range_mode, "lo": m.lo, "hi": m.hi,
-                "clipped_fraction": m.clipped_fraction,
-            }  # fmt: skip
-    data["dry_run"] = dry_run
-    return data
 
 
 # --------------------------------------------------------------------------- preview
@@ -354,3 +250,21 @@ def preview(pixels: np.ndarray, *, max_width: int = 80, max_height: int = 48) ->
 
 def _hex(rgb: np.ndarray) -> str:
     return f"#{rgb[0]:02x}{rgb[1]:02x}{rgb[2]:02x}"
+
+
+def summary_table(outcomes: list[Outcome], wall: float | None = None) -> Table:
+    """The batch summary: inputs, done, skipped, failed, wall time and images per second."""
+    from convcli.run.records import summary_counts
+
+    counts = summary_counts(outcomes)
+    table = Table(title="batch summary", title_justify="left")
+    for col in ("inputs", "done", "skipped", "failed"):
+        table.add_column(col, justify="right")
+    row = [str(counts[c]) for c in ("inputs", "done", "skipped", "failed")]
+    if wall is not None:
+        table.add_column("wall time", justify="right")
+        table.add_column("images/s", justify="right")
+        done = counts["done"]
+        row += [f"{wall:.2f} s", f"{done / wall:.1f}" if wall > 0 else "-"]
+    table.add_row(*row)
+    return table

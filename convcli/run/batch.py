@@ -1,11 +1,12 @@
 """Finding inputs and running many of them: local workers, progress, manifest, Dask.
 
 :func:`find_inputs` turns the command line's INPUT arguments into ``(path, root)``
-pairs and :func:`make_jobs` into :class:`~convcli.runner.Job` s; :func:`run_batch`
-runs :func:`convcli.runner.process_one` over them in this process, in worker
+pairs and :func:`make_jobs` into :class:`~convcli.run.jobs.Job` s; :func:`run_batch`
+runs :func:`convcli.run.jobs.process_one` over them in this process, in worker
 processes, or on a Dask cluster (:func:`run_dask`). Every executor returns the
 outcomes in job order, and calls ``on_outcome`` as each input finishes (in
-completion order). :class:`BatchProgress` is the progress display fed from there.
+completion order). The command line's
+progress display is fed from there.
 
 Interrupts: while a batch runs, SIGTERM is turned into ``KeyboardInterrupt`` in
 the calling process. Worker processes ignore SIGINT (the parent coordinates);
@@ -21,7 +22,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,21 +31,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convcli.errors import ParameterError
-from convcli.ops.parallel import cpu_count
+from convcli.parallel import cpu_count
 from convcli.pipeline import Pipeline
-from convcli.runner import (
-    IMAGE_EXTENSIONS,
+from convcli.run.jobs import (
     Job,
     Outcome,
     OutputOptions,
     make_job,
     process_one,
 )
+from convcli.vocab import INPUT_EXTENSIONS, Format
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
-    from rich.console import Console
 
 OnOutcome = Callable[[Outcome], None]
 
@@ -54,7 +53,7 @@ OnOutcome = Callable[[Outcome], None]
 #: thread, an embedding application's) and is Python 3.14's default on Linux.
 START_METHOD = "forkserver"
 #: Modules the fork server imports once, so every worker starts warm.
-_PRELOAD = ["convcli.runner", "convcli.imageio", "convcli.report", "convcli.batch"]
+_PRELOAD = ["convcli.run.jobs", "convcli.imageio", "convcli.run.records", "convcli.run.batch"]
 #: Jobs queued per worker beyond the one it is running (bounded submission).
 _QUEUE_PER_WORKER = 2
 #: Seconds a Dask client waits for the scheduler.
@@ -121,7 +120,7 @@ def _walk(
         seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         for name in sorted(files):
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+            if name.startswith(".") or Path(name).suffix.lower() not in INPUT_EXTENSIONS:
                 continue
             rel = os.path.relpath(os.path.join(folder, name), root)
             if include and not any(
@@ -141,9 +140,7 @@ def make_jobs(found: Sequence[tuple[str, str | None]], out: str) -> list[Job]:
     ``a.jpg`` in one folder share the stem ``a``).
     """
     single = len(found) == 1
-    if not single and (
-        out == "-" or Path(out).suffix.lower() in (".png", ".tif", ".tiff", ".npy", ".npz")
-    ):
+    if not single and (out == "-" or Format.of_extension(Path(out).suffix) is not None):
         raise ParameterError(
             f"-o {out}: names one file, but there are {len(found)} inputs; give a folder"
         )
@@ -326,7 +323,7 @@ def _init_worker(threads: int = 1) -> None:
 
     ``threads`` caps the numeric core's thread pool in this process.
     """
-    from convcli.ops.parallel import set_num_threads
+    from convcli.parallel import set_num_threads
 
     set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -509,108 +506,3 @@ def _localise(outcome: Outcome, job: Job, remote: Job) -> Outcome:
         if "outputs" in outcome.report:
             outcome.report["outputs"] = [back(p) for p in outcome.report["outputs"]]
     return outcome
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class BatchProgress:
-    """Progress on stderr: a Rich bar (count, rate, ETA) on a terminal, else plain lines.
-
-    Plain lines read ``[12/200] photo.png done 0.05 s``: one per input up to
-    ``plain_every`` inputs, then about every hundredth (and every failure).
-    ``enabled=False`` (``-q``) shows nothing.
-    """
-
-    def __init__(
-        self,
-        total: int,
-        *,
-        console: Console | None = None,
-        enabled: bool = True,
-        plain: bool | None = None,
-        plain_every: int = 200,
-    ) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.count = 0
-        self._console = console
-        self._plain = plain
-        self._every = 1 if total <= plain_every else max(1, total // 100)
-        self._bar: Any = None
-        self._task: Any = None
-        self._t0 = time.perf_counter()
-
-    def __enter__(self) -> BatchProgress:
-        self._t0 = time.perf_counter()
-        if not self.enabled:
-            return self
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(stderr=True, highlight=False)
-        if self._plain is None:
-            self._plain = not self._console.is_terminal
-        if not self._plain:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                _rate_column(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=self._console,
-                transient=True,
-            )
-            self._task = self._bar.add_task("images", total=self.total)
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-    def advance(self, outcome: Outcome) -> None:
-        """Count one finished input."""
-        self.count += 1
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.advance(self._task)
-            return
-        if (
-            self._every == 1
-            or self.count % self._every == 0
-            or self.count == self.total
-            or outcome.status == "failed"
-        ):
-            width = len(str(self.total))
-            print(
-                f"[{self.count:>{width}}/{self.total}] {outcome.input} {outcome.status}"
-                f" {outcome.seconds:.2f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
-def _rate_column() -> Any:
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text("-- img/s" if speed is None else f"{speed:.1f} img/s")
-
-    return RateColumn()

@@ -1,0 +1,5 @@
+"""The command line: Typer commands, option parsing, Rich reports, exit codes."""
+
+from convcli.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,164 @@
+"""``convcli explain``: one conv layer (and pooling) walked through a tiny patch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convcli.cli.options import (
+    ActivationOpt,
+    Bias,
+    CeilMode,
+    CountPad,
+    Dilation,
+    Flip,
+    Json,
+    KernelDirs,
+    OptKernels,
+    Padding,
+    PadModeOpt,
+    PadValue,
+    PoolPadding,
+    PoolSize,
+    PoolStride,
+    Stride,
+)
+from convcli.vocab import PadMode, PoolOp
+
+
+def explain(
+    kernel: OptKernels = None,
+    kernel_dir: KernelDirs = None,
+    stride: Stride = None,
+    padding: Padding = None,
+    pad_mode: PadModeOpt = PadMode.reflect,
+    pad_value: PadValue = 0.0,
+    dilation: Dilation = None,
+    flip: Flip = False,
+    bias: Bias = None,
+    activation: ActivationOpt = None,
+    pool: Annotated[
+        str,
+        typer.Option(
+            "--pool",
+            metavar="OP",
+            show_default=False,
+            help=f"The pooling step to explain: {', '.join(PoolOp.choices())} or none"
+            " [default: max].",
+        ),
+    ] = "max",
+    pool_size: PoolSize = "2",
+    pool_stride: PoolStride = None,
+    pool_padding: PoolPadding = "0",
+    ceil_mode: CeilMode = False,
+    count_include_pad: CountPad = True,
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+            help="Take the patch from this image [default: samples/camera.png].",
+        ),
+    ] = None,
+    size: Annotated[
+        str,
+        typer.Option(
+            "--size", metavar="N|H,W", help="Patch size, 2 to 12 [default: 6].", show_default=False
+        ),
+    ] = "6",
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="ROW,COL",
+            help="ROW,COL of the patch's top-left corner in --input.",
+            show_default=False,
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            metavar="ROW,COL",
+            help="ROW,COL of the output value to work out by hand"
+            " [default: the strongest response].",
+            show_default=False,
+        ),
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Walk one conv layer (and pooling) through a tiny patch, number by number.
+
+    \b
+    Example:
+      convcli explain -k sobel-x --stride 2 --activation relu --pool avg
+    """
+    import json
+
+    from rich.console import Console
+
+    from convcli.cli.explain_view import explain as explain_renderable
+    from convcli.errors import ParameterError
+    from convcli.pipeline import bank_of
+    from convcli.pipeline.walk import (
+        default_patch,
+        patch_from_image,
+        walkthrough,
+        walkthrough_json,
+    )
+    from convcli.shapes import as_pair
+
+    pool_op = None if pool.strip().lower() == "none" else PoolOp.parse(pool, what="--pool").value
+    k = bank_of(kernel or ["sobel-x"], kernel_dirs=kernel_dir or ())
+    hw = as_pair(size, "size", minimum=2)
+    if max(hw) > 12:
+        raise ParameterError(f"--size is at most 12 (so the tables fit the screen), got {size}")
+    channels = 1
+    if k.kind == "layer":
+        channels = k.weights.shape[1]
+        if channels > 4:
+            raise ParameterError(
+                f"{k.name} expects {channels} input channels; explain shows at most 4"
+            )
+    if input_file is not None:
+        start = as_pair(at, "--at", minimum=0) if at is not None else None
+        patch, source, units = patch_from_image(str(input_file), hw, start, channels=channels)
+    else:
+        if at is not None:
+            raise ParameterError("--at picks a place in --input FILE; give --input too")
+        grey, source = default_patch(hw)
+        patch, units = grey[None].repeat(channels, axis=0), "0–255"
+        if channels > 1:
+            source += f" (the grey patch repeated as {channels} channels for {k.name})"
+    walk = walkthrough(
+        patch,
+        k,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        pad_mode=pad_mode.value,
+        pad_value=pad_value,
+        flip=flip,
+        bias=bias,
+        activation=activation,
+        pool=pool_op,
+        pool_size=pool_size,
+        pool_stride=pool_stride,
+        pool_padding=pool_padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+        window=as_pair(window, "--window", minimum=0) if window is not None else None,
+        source=source,
+        units=units,
+    )
+    if json_:
+        print(json.dumps(walkthrough_json(walk), indent=2, ensure_ascii=False))
+        return
+    console = Console(highlight=False)
+    console.print(explain_renderable(walk, width=min(console.width, 100)))

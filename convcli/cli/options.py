@@ -1,0 +1,594 @@
+"""Every command-line option, declared once, parsed at the edge.
+
+Each alias below is an ``Annotated`` type that a command signature uses as is.
+Words come from :mod:`convcli.vocab` (with their accepted spellings); values
+that need logic (``--stride 2,1``, ``--padding same``, ``--bias 1,2``) are
+parsed by ``parser=`` callables, so a command body receives numbers, never
+option text, and a bad value is a usage error (exit 2) naming the option.
+
+The output and batch options that ``convolve``, ``pool`` and ``run`` share are
+one :class:`OutputArgs` object, added to a command by :func:`with_output_options`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from convcli.vocab import (
+    Alpha,
+    DType,
+    Executor,
+    Format,
+    PadMode,
+    PoolOp,
+    RangeMode,
+    Word,
+    parse_activation,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _parser(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` raising ``typer.BadParameter``, so every Typer shows convcli's message."""
+    from convcli.errors import ConvcliError
+
+    @functools.wraps(fn)
+    def parse(value: Any) -> Any:
+        try:
+            return fn(value)
+        except ConvcliError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parse
+
+
+def _word(words: type[Word], option: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return words.parse(text)
+
+    parse.__name__ = words.__name__
+    return parse
+
+
+def _metavar(words: type[Word]) -> str:
+    return "|".join(words.choices())
+
+
+def _pair(option: str, minimum: int = 1) -> Callable[[str], tuple[int, int]]:
+    def parse(text: str) -> tuple[int, int]:
+        from convcli.shapes import as_pair
+
+        return as_pair(text, option, minimum=minimum)
+
+    return parse
+
+
+def _padding(text: str) -> Any:
+    from convcli.shapes import parse_padding
+
+    return parse_padding(text)
+
+
+def _bias(text: str) -> float | tuple[float, ...] | None:
+    from convcli.pipeline.engine import parse_bias
+
+    return parse_bias(text)
+
+
+def _activation(text: str) -> str:
+    act, slope = parse_activation(text)
+    return f"{act.value}:{slope:g}" if ":" in text else act.value
+
+
+def _positive(option: str) -> Callable[[str], int]:
+    def parse(text: object) -> int:
+        from convcli.errors import ParameterError
+
+        try:
+            value = int(str(text))
+        except ValueError:
+            raise ParameterError(f"{option} must be a whole number, got {text!r}") from None
+        if value < 1:
+            raise ParameterError(f"{option} must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+def _bit_depth(text: object) -> int:
+    from convcli.errors import ParameterError
+
+    if str(text).strip() not in ("8", "16"):
+        raise ParameterError(f"--bit-depth must be 8 or 16, got {text!r}")
+    return int(text)
+
+
+def _wordp(words: type[Word], option: str) -> Callable[[Any], Any]:
+    return _parser(_word(words, option))
+
+
+def pair_parser(option: str, minimum: int = 1) -> Callable[[Any], Any]:
+    """A ``parser=`` for ``N`` or ``NH,NW`` options."""
+    return _parser(_pair(option, minimum))
+
+
+def _positivep(option: str) -> Callable[[Any], Any]:
+    return _parser(_positive(option))
+
+
+#: A ``parser=`` for padding options.
+padding_parser = _parser(_padding)
+
+# --------------------------------------------------------------------------- inputs and kernels
+
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Image files, folders of images, or - for stdin.",
+        metavar="INPUT",
+        show_default=False,
+    ),
+]
+Kernels = Annotated[
+    list[str],
+    typer.Option(
+        "--kernel",
+        "-k",
+        metavar="KERNEL",
+        show_default=False,
+        help="A built-in (gaussian:5:1.2), a YAML file, or NAME for NAME.yaml in the kernel"
+        " folders. Several -k form one bank.",
+    ),
+]
+OptKernels = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kernel",
+        "-k",
+        metavar="KERNEL",
+        show_default=False,
+        help="A built-in, a YAML file or NAME.yaml (several -k form one bank).",
+    ),
+]
+KernelDirs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--kernel-dir",
+        "-K",
+        metavar="DIR",
+        file_okay=False,
+        show_default=False,
+        help="A folder searched for NAME.yaml before $CONVCLI_KERNEL_PATH and ./kernels"
+        " (repeatable).",
+    ),
+]
+
+# --------------------------------------------------------------------------- layer
+
+Stride = Annotated[
+    Any,
+    typer.Option(
+        parser=pair_parser("stride"),
+        metavar="S|SH,SW",
+        show_default=False,
+        help="Step between windows [default: 1, or the kernel file's].",
+    ),
+]
+Padding = Annotated[
+    Any,
+    typer.Option(
+        parser=padding_parser,
+        metavar="PAD",
+        show_default=False,
+        help="valid, same, full, P, PH,PW or T,B,L,R [default: same].",
+    ),
+]
+PadModeOpt = Annotated[
+    PadMode,
+    typer.Option(
+        "--pad-mode",
+        parser=_wordp(PadMode, "--pad-mode"),
+        metavar=_metavar(PadMode),
+        show_default=False,
+        help="How the border is filled [default: reflect].",
+    ),
+]
+PadValue = Annotated[
+    float,
+    typer.Option(
+        "--pad-value",
+        metavar="V",
+        show_default=False,
+        help="Fill for --pad-mode constant [default: 0].",
+    ),
+]
+Dilation = Annotated[
+    Any,
+    typer.Option(
+        parser=pair_parser("dilation"),
+        metavar="D|DH,DW",
+        show_default=False,
+        help="Spacing between kernel taps [default: 1].",
+    ),
+]
+Flip = Annotated[bool, typer.Option("--flip", help="True convolution: rotate the kernel by 180°.")]
+Bias = Annotated[
+    Any,
+    typer.Option(
+        parser=_parser(_bias),
+        metavar="B|B1,B2,...",
+        show_default=False,
+        help="Added after the convolution: one number, or one per output map.",
+    ),
+]
+ActivationOpt = Annotated[
+    Any,
+    typer.Option(
+        "--activation",
+        parser=_parser(_activation),
+        metavar="NAME",
+        show_default=False,
+        help="none, relu, leaky-relu[:slope], sigmoid, tanh or abs [default: none].",
+    ),
+]
+Groups = Annotated[
+    int,
+    typer.Option(
+        parser=_positivep("--groups"),
+        metavar="G",
+        show_default=False,
+        help="Groups of a 4-D layer kernel [default: 1].",
+    ),
+]
+
+# --------------------------------------------------------------------------- image
+
+AlphaOpt = Annotated[
+    Alpha,
+    typer.Option(
+        "--alpha",
+        parser=_wordp(Alpha, "--alpha"),
+        metavar=_metavar(Alpha),
+        show_default=False,
+        help="What transparency does [default: premultiply].",
+    ),
+]
+Gray = Annotated[bool, typer.Option("--gray", help="Convert to grey (ITU-R 601-2 luma) first.")]
+DTypeOpt = Annotated[
+    DType,
+    typer.Option(
+        "--dtype",
+        parser=_wordp(DType, "--dtype"),
+        metavar=_metavar(DType),
+        show_default=False,
+        help="The computation's float type [default: float32].",
+    ),
+]
+
+# --------------------------------------------------------------------------- pooling
+
+PoolAfter = Annotated[
+    Any,
+    typer.Option(
+        "--pool",
+        parser=_wordp(PoolOp, "--pool"),
+        metavar="OP",
+        show_default=False,
+        help=f"Pool after the convolution: {', '.join(PoolOp.choices())}.",
+    ),
+]
+PoolOpOpt = Annotated[
+    PoolOp,
+    typer.Option(
+        "--op",
+        parser=_wordp(PoolOp, "--op"),
+        metavar="OP",
+        show_default=False,
+        help=f"{', '.join(PoolOp.choices())} [default: max].",
+    ),
+]
+PoolSize = Annotated[
+    Any,
+    typer.Option(
+        "--pool-size",
+        parser=pair_parser("pool size"),
+        metavar="K|KH,KW",
+        show_default=False,
+        help="Pooling window [default: 2].",
+    ),
+]
+PoolStride = Annotated[
+    Any,
+    typer.Option(
+        "--pool-stride",
+        parser=pair_parser("pool stride"),
+        metavar="S|SH,SW",
+        show_default=False,
+        help="Step between windows [default: the window size].",
+    ),
+]
+PoolPadding = Annotated[
+    Any,
+    typer.Option(
+        "--pool-padding",
+        parser=padding_parser,
+        metavar="PAD",
+        show_default=False,
+        help="P, PH,PW, valid or same [default: 0].",
+    ),
+]
+CeilMode = Annotated[
+    bool,
+    typer.Option("--ceil-mode", help="Round the pooled size up (keep a last partial window)."),
+]
+CountPad = Annotated[
+    bool,
+    typer.Option(
+        "--count-include-pad/--no-count-include-pad",
+        show_default=False,
+        help="avg: count padding in the divisor [default: count it].",
+    ),
+]
+
+# --------------------------------------------------------------------------- output and batch
+
+Json = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
+
+
+@dataclass(frozen=True)
+class OutputArgs:
+    """The output, report and batch options shared by convolve, pool and run.
+
+    ``given`` names the options set on the command line (the others hold their
+    defaults), so a pipeline file's ``output:`` section can fill those in.
+    """
+
+    out: str = "convcli-out"
+    fmt: Format | None = None
+    bit_depth: int = 8
+    range_mode: RangeMode = RangeMode.auto
+    montage: bool = False
+    force: bool = False
+    skip_existing: bool = False
+    preview: bool = False
+    json: bool = False
+    dry_run: bool = False
+    quiet: bool = False
+    recursive: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    workers: int | None = None
+    manifest: Path | None = None
+    executor: Executor = Executor.local
+    scheduler: str | None = None
+    given: frozenset[str] = frozenset()
+
+
+#: The command-line parameter of each :class:`OutputArgs` field: (annotation, default).
+_OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
+    "out": (
+        Annotated[
+            str,
+            typer.Option(
+                "--out",
+                "-o",
+                show_default=False,
+                metavar="PATH",
+                help="Output folder; or a file name (one input, one output; its extension picks the"
+                " format); or - for stdout [default: convcli-out].",
+            ),
+        ],
+        "convcli-out",
+    ),
+    "fmt": (
+        Annotated[
+            Any,
+            typer.Option(
+                "--format",
+                show_default=False,
+                parser=_wordp(Format, "--format"),
+                metavar=_metavar(Format),
+                help="File format [default: png, or the -o file's extension]; tiff holds float32.",
+            ),
+        ],
+        None,
+    ),
+    "bit_depth": (
+        Annotated[
+            int,
+            typer.Option(
+                "--bit-depth",
+                show_default=False,
+                parser=_parser(_bit_depth),
+                metavar="8|16",
+                help="png bits per sample [default: 8].",
+            ),
+        ],
+        8,
+    ),
+    "range_mode": (
+        Annotated[
+            RangeMode,
+            typer.Option(
+                "--range",
+                show_default=False,
+                parser=_wordp(RangeMode, "--range"),
+                metavar=_metavar(RangeMode),
+                help="How values become png pixel levels [default: auto].",
+            ),
+        ],
+        RangeMode.auto,
+    ),
+    "montage": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--montage", help="Also write one grid picture with a labelled tile per map."
+            ),
+        ],
+        False,
+    ),
+    "force": (
+        Annotated[
+            bool, typer.Option("--force", help="Overwrite existing outputs (never an input).")
+        ],
+        False,
+    ),
+    "skip_existing": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--skip-existing", help="Skip inputs whose outputs all exist (resume a batch)."
+            ),
+        ],
+        False,
+    ),
+    "preview": (
+        Annotated[bool, typer.Option("--preview", help="Draw the result in the terminal.")],
+        False,
+    ),
+    "json": (Json, False),
+    "dry_run": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--dry-run", help="Report shapes and file names; compute and write nothing."
+            ),
+        ],
+        False,
+    ),
+    "quiet": (
+        Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")],
+        False,
+    ),
+    "recursive": (
+        Annotated[bool, typer.Option("--recursive", "-r", help="Search folders recursively.")],
+        False,
+    ),
+    "include": (
+        Annotated[
+            list[str] | None,
+            typer.Option(
+                "--include",
+                show_default=False,
+                metavar="GLOB",
+                help="Only files matching GLOB in folders (repeatable).",
+            ),
+        ],
+        None,
+    ),
+    "exclude": (
+        Annotated[
+            list[str] | None,
+            typer.Option(
+                "--exclude",
+                show_default=False,
+                metavar="GLOB",
+                help="Skip files matching GLOB in folders (repeatable).",
+            ),
+        ],
+        None,
+    ),
+    "workers": (
+        Annotated[
+            Any,
+            typer.Option(
+                "--workers",
+                "-j",
+                show_default=False,
+                parser=_positivep("--workers"),
+                metavar="N",
+                help="Worker processes for a batch [default: the CPU count].",
+            ),
+        ],
+        None,
+    ),
+    "manifest": (
+        Annotated[
+            Path | None,
+            typer.Option(
+                "--manifest",
+                show_default=False,
+                metavar="FILE",
+                dir_okay=False,
+                help="Write one JSON line per input to FILE.",
+            ),
+        ],
+        None,
+    ),
+    "executor": (
+        Annotated[
+            Executor,
+            typer.Option(
+                "--executor",
+                show_default=False,
+                parser=_wordp(Executor, "--executor"),
+                metavar=_metavar(Executor),
+                help="Run a batch in local processes or on a Dask cluster [default: local].",
+            ),
+        ],
+        Executor.local,
+    ),
+    "scheduler": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--scheduler",
+                show_default=False,
+                metavar="ADDRESS",
+                help="The Dask scheduler (with --executor dask), e.g. tcp://10.0.0.5:8786.",
+            ),
+        ],
+        None,
+    ),
+}
+
+assert set(_OUTPUT_PARAMS) == {f.name for f in fields(OutputArgs)} - {"given"}
+
+
+def with_output_options(command: F) -> F:
+    """Add the shared output and batch options to ``command``, passed as ``outputs: OutputArgs``.
+
+    The command declares ``ctx: typer.Context`` and ``outputs: OutputArgs`` last;
+    Typer sees one parameter per field instead.
+    """
+    sig = inspect.signature(command, eval_str=True)
+    own = [p for name, p in sig.parameters.items() if name != "outputs"]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+        for name, (ann, default) in _OUTPUT_PARAMS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        ctx: typer.Context = kwargs["ctx"]
+        values = {name: kwargs.pop(name) for name in _OUTPUT_PARAMS}
+        values["include"] = tuple(values["include"] or ())
+        values["exclude"] = tuple(values["exclude"] or ())
+        given = frozenset(name for name in _OUTPUT_PARAMS if _given(ctx, name))
+        return command(**kwargs, outputs=OutputArgs(**values, given=given))
+
+    wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {
+        **{p.name: p.annotation for p in own},
+        **{name: ann for name, (ann, _) in _OUTPUT_PARAMS.items()},
+        "return": sig.return_annotation,
+    }
+    del wrapper.__wrapped__  # Typer must read the new signature, not the command's
+    return wrapper  # type: ignore[return-value]
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")

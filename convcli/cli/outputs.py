@@ -1,0 +1,218 @@
+"""Run a pipeline for a command and print what happened.
+
+Results go to stdout (the report, ``--json``); errors and progress go to
+stderr. When ``-o -`` puts an image on stdout, the report moves to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from convcli.cli.console import error_line, traceback_wanted
+from convcli.cli.options import OutputArgs
+from convcli.errors import ParameterError
+from convcli.vocab import INPUT_EXTENSIONS, Format, RangeMode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from convcli.pipeline import Pipeline
+    from convcli.run.execute import RunPlan
+    from convcli.run.jobs import Outcome
+
+
+def run_command(
+    pipeline: Pipeline, inputs: Sequence[str], o: OutputArgs, *, save_stages: bool = False
+) -> int:
+    """Check, run and report; return the exit code. Usage errors raise before any work."""
+    from convcli.run.execute import BatchOptions, plan_run
+    from convcli.run.jobs import OutputOptions
+
+    fmt = _check_out(o)
+    _check_terminals(inputs, o)
+    out = OutputOptions(
+        out=o.out, fmt=fmt.value if fmt else None, bit_depth=o.bit_depth,
+        range_mode=o.range_mode.value, montage=o.montage, force=o.force,
+        skip_existing=o.skip_existing, dry_run=o.dry_run, save_stages=save_stages,
+    )  # fmt: skip
+    batch = BatchOptions(
+        recursive=o.recursive, include=o.include, exclude=o.exclude, workers=o.workers,
+        manifest=o.manifest, executor=o.executor, scheduler=o.scheduler,
+    )  # fmt: skip
+    plan = plan_run(pipeline, inputs, out, batch)
+    _warn_kernels(pipeline, o)
+    if plan.single:
+        return _run_single(plan, o)
+    return _run_batch(plan, o)
+
+
+def _check_out(o: OutputArgs) -> Format | None:
+    """The output format, from --format or the -o file's extension; clashes are usage errors."""
+    if o.out == "-" and o.montage:
+        raise ParameterError("-o - writes one image to stdout; --montage needs a folder or a file")
+    if o.out == "-" and o.json:
+        raise ParameterError("-o - writes the image to stdout; --json cannot share it")
+    if o.out == "-":
+        return o.fmt
+    ext = Path(o.out).suffix.lower()
+    from_ext = Format.of_extension(ext)
+    if from_ext is None and ext in INPUT_EXTENSIONS and not Path(o.out).is_dir():
+        known = ", ".join(e for f in Format for e in f.extensions)
+        raise ParameterError(
+            f"-o {o.out}: cannot write {ext[1:]} files; name a {known} file, or a folder"
+        )
+    if o.fmt is not None and from_ext is not None and from_ext is not o.fmt:
+        raise ParameterError(f"-o {o.out} and --format {o.fmt} disagree; give one of them")
+    return o.fmt or from_ext
+
+
+def _check_terminals(inputs: Sequence[str], o: OutputArgs) -> None:
+    """No image bytes into a terminal, and no silent wait for an image typed at one."""
+    if o.out == "-" and not o.dry_run and sys.stdout.isatty():
+        raise ParameterError(
+            "-o - would write image bytes to the terminal; redirect stdout (> out.png) or pipe it"
+        )
+    if "-" in inputs and sys.stdin.isatty():
+        raise ParameterError(
+            "- reads an image from stdin, which is the terminal; pipe or redirect one (< in.png)"
+        )
+
+
+def _warn_kernels(pipeline: Pipeline, o: OutputArgs) -> None:
+    """Warnings found while reading kernel files (an unknown key, a duplicate key)."""
+    if o.quiet:
+        return
+    from convcli.cli.console import warning_line
+
+    seen: set[str] = set()
+    for stage in pipeline.stages:
+        kernel = getattr(stage, "kernel", None)
+        for w in kernel.extra.get("warnings", ()) if kernel is not None else ():
+            if w not in seen:
+                seen.add(w)
+                warning_line(w)
+
+
+def _consoles(stdout_is_data: bool) -> tuple[Console, Console]:
+    """(results console, errors/progress console)."""
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    out = err if stdout_is_data else Console(highlight=False)
+    return out, err
+
+
+def _run_single(plan: RunPlan, o: OutputArgs) -> int:
+    from convcli.run.execute import execute
+
+    summary = execute(plan)
+    outcome = summary.outcomes[0]
+    con, _ = _consoles(o.out == "-")
+    if outcome.status == "failed":
+        if outcome.exception is not None and traceback_wanted():
+            raise outcome.exception
+        error_line(outcome.error or "failed")
+    elif o.json:
+        print(json.dumps(outcome.report or {}, indent=2, ensure_ascii=False))
+    elif not o.quiet and outcome.result is not None:
+        _print_single(con, outcome, o)
+    elif not o.quiet:  # skipped (--skip-existing): nothing was computed
+        from rich.markup import escape
+
+        con.print(escape(f"{outcome.input}: {outcome.status} ({', '.join(outcome.outputs)})"))
+    return int(summary.exit_code)
+
+
+def _run_batch(plan: RunPlan, o: OutputArgs) -> int:
+    from convcli.cli.progress import BatchProgress
+    from convcli.run.execute import execute
+    from convcli.run.records import summary_counts
+
+    con, err = _consoles(o.out == "-")
+    with BatchProgress(len(plan.jobs), console=err, enabled=not o.quiet) as progress:
+
+        def on_outcome(outcome: Outcome) -> None:
+            if outcome.status == "failed":
+                error_line(outcome.error or f"{outcome.input}: failed")
+            progress.advance(outcome)
+
+        summary = execute(plan, on_outcome)
+    outcomes = summary.outcomes
+    if o.json:
+        counts = {**summary_counts(outcomes), "seconds": round(summary.seconds, 4)}
+        results = [x.report or _failed_json(x) for x in outcomes]
+        print(json.dumps({"results": results, "summary": counts}, indent=2, ensure_ascii=False))
+    elif not o.quiet:
+        from convcli.cli.report import summary_table
+
+        con.print(summary_table(outcomes, summary.seconds))
+        written = sum(len(x.outputs) for x in outcomes if x.status == "done")
+        if written:
+            from rich.markup import escape
+
+            where = "stdout" if o.out == "-" else escape(o.out.rstrip("/") + "/")
+            con.print(f"wrote {written} file{'s' if written != 1 else ''} under {where}")
+    return int(summary.exit_code)
+
+
+def _failed_json(o: Outcome) -> dict[str, Any]:
+    return {"input": o.input, "status": o.status, "error": o.error}
+
+
+def _print_single(con: Console, outcome: Outcome, o: OutputArgs) -> None:
+    from rich.markup import escape
+
+    from convcli.cli.report import report
+
+    assert outcome.result is not None
+    con.print(report(outcome.result, outcome.write, dry_run=o.dry_run))
+    stage_files = (outcome.report or {}).get("stage_outputs")
+    if stage_files:  # --save-stages
+        verb = "would write" if o.dry_run else "wrote"
+        n = len(stage_files)
+        con.print(f"[bold]{verb} {n} stage file{'s' if n != 1 else ''}:[/]")
+        for f in stage_files:
+            con.print(f"  {escape(f)}")
+    if o.preview:
+        _print_preview(con, outcome, o)
+
+
+def _print_preview(con: Console, outcome: Outcome, o: OutputArgs) -> None:
+    if not con.is_terminal:
+        con.print("(--preview draws in a terminal; this output is not one)", style="dim")
+        return
+    from convcli.cli.report import preview
+    from convcli.imageio import to_pixels
+
+    result = outcome.result
+    if result is None or result.maps is None:
+        return
+    maps = result.maps
+    if result.layout == "image" and maps.shape[0] <= 4:
+        picture = maps
+    elif result.layout.startswith("bank:"):
+        n = int(result.layout.split(":")[1])
+        picture = maps[: maps.shape[0] // n]
+    else:
+        picture = maps[:1]
+    pixels, _ = to_pixels(picture, range_mode=o.range_mode.value)
+    width = max(8, min(con.width, 100))
+    con.print(preview(pixels, max_width=width, max_height=40))
+
+
+def with_pipeline_outputs(o: OutputArgs, defaults: dict[str, Any]) -> OutputArgs:
+    """``o`` with a pipeline file's ``output:`` values for the options not given."""
+    fields = {"format": "fmt", "range": "range_mode"}
+    words: dict[str, Any] = {"fmt": Format, "range_mode": RangeMode}
+    changes: dict[str, Any] = {}
+    for key, value in defaults.items():
+        name = fields.get(key, key)
+        if name in o.given or name not in o.__dataclass_fields__:
+            continue
+        changes[name] = words[name].parse(value) if name in words else value
+    return replace(o, **changes)

@@ -1,0 +1,214 @@
+"""``convcli shape``: size arithmetic without an image, for one layer or a pipeline file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from convcli.cli.options import (
+    Bias,
+    CeilMode,
+    Dilation,
+    Groups,
+    Json,
+    KernelDirs,
+    OptKernels,
+    Padding,
+    PoolAfter,
+    PoolPadding,
+    PoolSize,
+    PoolStride,
+    Stride,
+    pair_parser,
+)
+
+InputShape = Annotated[
+    str,
+    typer.Option(
+        "--input", "-i", show_default=False, metavar="CxHxW",
+        help="Input size C×H×W, e.g. 3x224x224 (H×W means one channel).",
+    ),
+]  # fmt: skip
+KernelSize = Annotated[
+    Any,
+    typer.Option(
+        "--kernel-size", parser=pair_parser("kernel size"), show_default=False, metavar="K|KH,KW",
+        help="A kernel of this size (its weights do not matter for shapes).",
+    ),
+]  # fmt: skip
+OutChannels = Annotated[
+    int | None,
+    typer.Option(
+        "--out-channels", min=1, show_default=False, metavar="N",
+        help="With --kernel-size: a 4-D layer with N output maps [default: one 2-D kernel"
+        " per channel].",
+    ),
+]  # fmt: skip
+
+
+def shape(
+    pipeline_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A pipeline YAML file (instead of -k / --kernel-size and the options).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+            metavar="PIPELINE",
+        ),
+    ] = None,
+    input_: InputShape = "",
+    kernel: OptKernels = None,
+    kernel_size: KernelSize = None,
+    out_channels: OutChannels = None,
+    kernel_dir: KernelDirs = None,
+    stride: Stride = None,
+    padding: Padding = None,
+    dilation: Dilation = None,
+    groups: Groups = 1,
+    bias: Bias = None,
+    pool: PoolAfter = None,
+    pool_size: PoolSize = "2",
+    pool_stride: PoolStride = None,
+    pool_padding: PoolPadding = "0",
+    ceil_mode: CeilMode = False,
+    json_: Json = False,
+) -> None:
+    """Shape arithmetic without an image: sizes, padding, weights, multiply-adds, receptive field.
+
+    \b
+    Example (ResNet stem):
+      convcli shape --input 3x224x224 --kernel-size 7 --out-channels 64 \\
+        --stride 2 --padding 3 --pool max --pool-size 3 --pool-stride 2 --pool-padding 1
+    """
+    import json
+
+    from rich.console import Console
+
+    from convcli.errors import ParameterError
+    from convcli.pipeline import Pipeline
+    from convcli.run.records import result_json
+
+    if not input_:
+        raise ParameterError("give the input size with --input C×H×W, e.g. --input 3x224x224")
+    in_shape = parse_chw(input_)
+    notes: list[str] = []
+    if pipeline_file is not None:
+        if kernel or kernel_size or out_channels or pool is not None:
+            raise ParameterError("give a pipeline file or -k / --kernel-size / --pool, not both")
+        from convcli.pipeline.yamlfile import read_pipeline
+
+        pf = read_pipeline(pipeline_file, kernel_dirs=kernel_dir or ())
+        if pf.pipeline.gray and in_shape[0] != 1:
+            notes.append(f"gray: true turns the {in_shape[0]} channels into 1 first")
+            in_shape = (1, *in_shape[1:])
+        result = pf.plan(in_shape)
+        name = pf.pipeline.name
+    else:
+        stages = _shape_stages(
+            in_shape, kernel, kernel_size, out_channels, kernel_dir, stride, padding, dilation,
+            groups, bias, pool, pool_size, pool_stride, pool_padding, ceil_mode,
+        )  # fmt: skip
+        pipeline = Pipeline(tuple(stages), name="shape")
+        pipeline.validate()
+        from convcli.pipeline.yamlfile import plan_stages
+
+        result = plan_stages(pipeline, in_shape)
+        name = "input"
+    result.input = name
+    result.notes.extend(notes)
+    if json_:
+        data = result_json(result)
+        data.pop("dry_run", None)
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    Console(highlight=False).print(shape_report(result))
+
+
+def parse_chw(text: str) -> tuple[int, int, int]:
+    """``3x224x224`` / ``3×224×224`` / ``3,224,224``; ``HxW`` means one channel.
+
+    >>> parse_chw("3x224x224"), parse_chw("28×28")
+    ((3, 224, 224), (1, 28, 28))
+    """
+    import re
+
+    from convcli.errors import ParameterError
+
+    parts = [p for p in re.split(r"[x×X,* ]+", text.strip()) if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 2:
+        values = [1, *values]
+    if len(values) != 3 or min(values) < 1:
+        raise ParameterError(
+            f"--input must be C×H×W (or H×W) with whole numbers >= 1, e.g. 3x224x224; got {text!r}"
+        )
+    return values[0], values[1], values[2]
+
+
+def _shape_stages(
+    in_shape: tuple[int, int, int], kernel: list[str] | None, kernel_size: Any,
+    out_channels: int | None, kernel_dir: list[Path] | None, stride: Any, padding: Any,
+    dilation: Any, groups: int, bias: Any, pool: Any, pool_size: Any, pool_stride: Any,
+    pool_padding: Any, ceil_mode: bool,
+) -> list[Any]:  # fmt: skip
+    import numpy as np
+
+    from convcli.errors import ParameterError
+    from convcli.kernels.model import Kernel
+    from convcli.pipeline import ConvStage, PoolStage, bank_of
+
+    stages: list[Any] = []
+    if kernel and kernel_size:
+        raise ParameterError("give -k KERNEL or --kernel-size K, not both")
+    if out_channels is not None and not kernel_size:
+        raise ParameterError("--out-channels goes with --kernel-size (e.g. --kernel-size 3)")
+    k = None
+    if kernel:
+        k = bank_of(kernel, kernel_dirs=kernel_dir or ())
+    elif kernel_size:
+        kh, kw = kernel_size
+        if out_channels is None:
+            if groups != 1:
+                raise ParameterError("--groups needs --out-channels (a 4-D layer)")
+            k = Kernel(f"{kh}×{kw}", np.zeros((kh, kw)))
+        else:
+            if in_shape[0] % groups:
+                raise ParameterError(
+                    f"groups={groups} must divide the input's {in_shape[0]} channels"
+                )
+            k = Kernel(f"{kh}×{kw}", np.zeros((out_channels, in_shape[0] // groups, kh, kw)))
+    if k is not None:
+        stages.append(
+            ConvStage(
+                k, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias
+            )
+        )
+    if pool is not None:
+        stages.append(
+            PoolStage(
+                pool.value,
+                size=pool_size,
+                stride=pool_stride,
+                padding=pool_padding,
+                ceil_mode=ceil_mode,
+            )
+        )
+    if not stages:
+        raise ParameterError(
+            "nothing to compute: give -k KERNEL, --kernel-size K (with --out-channels N"
+            " for a layer), --pool, or a pipeline file"
+        )
+    return stages
+
+
+def shape_report(result: Any) -> Any:
+    """The per-stage table, the filled-in formulas, totals and warnings (no image, no files)."""
+    from convcli.cli.report import report
+
+    return report(result, show_stats=False)

@@ -1,0 +1,184 @@
+"""What a run records, as plain data: the JSON report of one input, the manifest, the counts.
+
+``--json`` prints :func:`result_json`; the manifest holds one
+:meth:`~convcli.run.jobs.Outcome.manifest_line` per input. The Rich report in
+:mod:`convcli.cli.report` shows the same content as tables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convcli.errors import OutputError
+
+if TYPE_CHECKING:
+    from convcli.imageio import MapImage, WriteResult
+    from convcli.pipeline import Pipeline, Result, StageRecord
+    from convcli.run.jobs import Outcome
+
+
+def warnings_of(result: Result, write: WriteResult | None = None) -> list[str]:
+    """Every warning the report shows: unused rows/columns, clipped pixels, notes."""
+    out = [f"stage {r.index} ({r.name}): {w}" for r in result.records for w in r.geometry.warnings]
+    mapping = getattr(write, "mapping", None)
+    if mapping is not None and mapping.clipped_fraction > 0:
+        out.append(
+            f"png mapping '{mapping.range_mode}' clipped {mapping.clipped_fraction:.2%} of values"
+            " (try --range minmax or --range offset)"
+        )
+    out.extend(result.notes)
+    return out
+
+
+def mapping_text(m: MapImage, n_files: int = 1) -> str:
+    """How the png pixels were made, in words: which value became black, which white.
+
+    >>> from convcli.imageio import MapImage
+    >>> mapping_text(MapImage("offset", 0.0, -2.0, 2.0), 2)
+    'png mapping: offset: -2 → black, 0 → mid-grey, 2 → white (one mapping for all files)'
+    """
+    x = "|x| " if m.range_mode == "abs" else ""
+    mid = ", 0 → mid-grey" if m.range_mode == "offset" else ""
+    text = f"png mapping: {m.range_mode}: {x}{m.lo:.4g} → black{mid}, {m.hi:.4g} → white"
+    if m.range_mode in ("identity", "clip") and m.clipped_fraction > 0:
+        text += ", values outside clipped"
+    return text + (" (one mapping for all files)" if n_files > 1 else "")
+
+
+def map_names(result: Result) -> list[str]:
+    """A readable name per output map: ``R``, ``sobel-x:G``, ``3`` ..."""
+    n = result.out_shape[0]
+    ch = result.channels
+    if result.layout == "image" and len(ch) == n:
+        return list(ch)
+    if result.layout.startswith("bank:") and ch:
+        return [f"{lab}:{c}" for lab in result.labels for c in ch][:n] or [str(i) for i in range(n)]
+    if len(result.labels) == n:
+        return list(result.labels)
+    return [str(i) for i in range(n)]
+
+
+def record_json(r: StageRecord) -> dict[str, Any]:
+    g = r.geometry
+    return {
+        "index": r.index,
+        "kind": r.kind,
+        "name": r.name,
+        "description": r.description,
+        "in_shape": list(g.in_shape),
+        "out_shape": list(g.out_shape),
+        "kernel": list(g.kernel_hw),
+        "stride": list(g.stride),
+        "dilation": list(g.dilation),
+        "padding": dict(zip(("top", "bottom", "left", "right"), g.padding, strict=True)),
+        "formula": {"H": g.formulas[0].text(), "W": g.formulas[1].text()},
+        "params": g.params,
+        "macs": g.macs,
+        "receptive_field": list(g.receptive_field),
+        "effective_stride": list(g.jump),
+        "options": {k: _jsonable(v) for k, v in r.options.items()},
+        "warnings": list(g.warnings),
+        "seconds": round(r.seconds, 6),
+    }
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def result_json(result: Result, write: WriteResult | None = None, *, dry_run: bool = False) -> dict:
+    """The report as plain data (what ``--json`` prints)."""
+    data: dict[str, Any] = {
+        "input": result.input,
+        "in_shape": list(result.in_shape),
+        "channels": result.channels,
+        "out_shape": list(result.out_shape),
+        "stages": [record_json(r) for r in result.records],
+        "total_params": sum(r.geometry.params for r in result.records),
+        "total_macs": sum(r.geometry.macs for r in result.records),
+        "warnings": warnings_of(result, write),
+    }
+    if result.maps is not None:
+        data["maps"] = [
+            {"name": n, "min": lo, "max": hi, "mean": mean}
+            for n, (lo, hi, mean) in zip(map_names(result), result.map_stats(), strict=True)
+        ]
+    if write is not None:
+        data["outputs"] = [str(p) for p in (write.planned if dry_run else write.paths)]
+        if write.mapping is not None:
+            m = write.mapping
+            data["mapping"] = {
+                "range": m.range_mode, "lo": m.lo, "hi": m.hi,
+                "clipped_fraction": m.clipped_fraction,
+            }  # fmt: skip
+    data["dry_run"] = dry_run
+    return data
+
+
+def summary_counts(outcomes: list[Outcome]) -> dict[str, Any]:
+    counts = {
+        s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "planned")
+    }
+    return {**counts, "inputs": len(outcomes)}
+
+
+def write_manifest(path: Path, outcomes: list[Outcome], pipeline: Pipeline) -> None:
+    """JSON Lines, one record per input, written atomically."""
+    import os
+    import tempfile
+
+    params = pipeline_parameters(pipeline)
+    text = "".join(json.dumps(o.manifest_line(params)) + "\n" for o in outcomes)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            why = exc.strerror or exc
+            raise OutputError(f"{path}: cannot write the manifest ({why})") from exc
+        raise
+
+
+def pipeline_parameters(pipeline: Pipeline) -> dict[str, Any]:
+    """The run's parameters as plain data (npz files and the manifest keep them)."""
+    stages = []
+    for s in pipeline.stages:
+        opts = {k: _plain(v) for k, v in s.options().items()}
+        if s.kind == "conv":
+            k = s.kernel  # type: ignore[union-attr]
+            stages.append({"conv": {"kernel": k.name, "shape": list(k.weights.shape), **opts}})
+        else:
+            stages.append({"pool": {"op": s.op, **opts}})  # type: ignore[union-attr]
+    return {
+        "name": pipeline.name,
+        "gray": pipeline.gray,
+        "alpha": pipeline.alpha,
+        "dtype": pipeline.dtype,
+        "stages": stages,
+    }
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v

@@ -1,0 +1,249 @@
+"""Every closed set of words convcli understands, declared once.
+
+The command line (choices and help), both YAML readers (kernels and
+pipelines), the numeric core's checks and the renderers all take their words
+from here, so a word accepted in one place is accepted everywhere. Adding a
+word means adding it here and writing the code that gives it meaning.
+
+Each set is a :class:`Word` enum. ``parse`` accepts the canonical spelling and
+the documented alternative spellings (case-insensitive; ``_`` for ``-``), and
+raises :class:`~convcli.errors.ParameterError` naming the choices otherwise.
+
+>>> PadMode.parse("Reflect"), Activation.parse("leaky_relu"), Format.parse("tif")
+(<PadMode.reflect: 'reflect'>, <Activation.leaky_relu: 'leaky-relu'>, <Format.tiff: 'tiff'>)
+>>> Format.of_extension(".TIFF"), Format.png.extension
+(<Format.tiff: 'tiff'>, '.png')
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from convcli.errors import ParameterError
+
+
+class Word(StrEnum):
+    """A closed set of words: canonical values plus accepted spellings."""
+
+    @classmethod
+    def what(cls) -> str:
+        """What the word names, for messages ("pad mode")."""
+        return _WHAT.get(cls.__name__, cls.__name__.lower())
+
+    @classmethod
+    def choices(cls) -> list[str]:
+        return [m.value for m in cls]
+
+    @classmethod
+    def parse(cls, text: object, *, what: str | None = None) -> Self:
+        """The member named by ``text`` (a member, a value or an accepted spelling)."""
+        if isinstance(text, cls):
+            return text
+        if isinstance(text, str):
+            key = text.strip().lower()
+            key = _SPELLINGS.get(cls.__name__, {}).get(key.replace("_", "-"), key.replace("_", "-"))
+            for member in cls:
+                if member.value == key:
+                    return member
+        hint = did_you_mean(str(text), cls.choices())
+        raise ParameterError(
+            f"{what or cls.what()} must be one of {', '.join(cls.choices())}; got {text!r}{hint}"
+        )
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for a near miss, else ``""``.
+
+    >>> did_you_mean("reflct", ["reflect", "zeros"])
+    " (did you mean 'reflect'?)"
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(word).lower(), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class PadMode(Word):
+    """How the border is filled (numpy/PyTorch names; see :mod:`convcli.ops.padding`)."""
+
+    zeros = "zeros"
+    constant = "constant"
+    reflect = "reflect"
+    symmetric = "symmetric"
+    replicate = "replicate"
+    circular = "circular"
+
+
+class PaddingWord(Word):
+    """Padding given by name instead of numbers."""
+
+    valid = "valid"
+    same = "same"
+    full = "full"
+
+
+class PoolOp(Word):
+    """Pooling operations (PyTorch's rules)."""
+
+    max = "max"
+    avg = "avg"
+    min = "min"
+    global_max = "global-max"
+    global_avg = "global-avg"
+
+    @property
+    def is_global(self) -> bool:
+        return self.value.startswith("global")
+
+    @property
+    def averages(self) -> bool:
+        return self in (PoolOp.avg, PoolOp.global_avg)
+
+
+class Activation(Word):
+    """Activations applied after the bias (``leaky-relu`` takes ``:slope``)."""
+
+    none = "none"
+    relu = "relu"
+    leaky_relu = "leaky-relu"
+    sigmoid = "sigmoid"
+    tanh = "tanh"
+    abs = "abs"
+
+
+#: PyTorch's default negative slope for leaky-relu.
+DEFAULT_LEAKY_SLOPE = 0.01
+
+
+def parse_activation(spec: object) -> tuple[Activation, float]:
+    """``"leaky-relu:0.2"`` → ``(Activation.leaky_relu, 0.2)``; None → none.
+
+    Spellings: any case, ``_`` or ``-`` (``leaky_relu``, ``LeakyReLU``).
+
+    >>> parse_activation("LeakyReLU:0.2"), parse_activation(None)
+    ((<Activation.leaky_relu: 'leaky-relu'>, 0.2), (<Activation.none: 'none'>, 0.0))
+    """
+    import math
+
+    if spec is None:
+        return Activation.none, 0.0
+    if isinstance(spec, Activation):
+        return spec, DEFAULT_LEAKY_SLOPE if spec is Activation.leaky_relu else 0.0
+    if not isinstance(spec, str):
+        raise ParameterError(f"activation must be a name, got {spec!r}")
+    name, _, arg = spec.strip().partition(":")
+    act = Activation.parse(name)
+    if arg and act is not Activation.leaky_relu:
+        raise ParameterError(f"activation {act} takes no parameter; got {spec!r}")
+    slope = DEFAULT_LEAKY_SLOPE if act is Activation.leaky_relu else 0.0
+    if arg:
+        try:
+            slope = float(arg)
+        except ValueError:
+            raise ParameterError(f"leaky-relu slope must be a number; got {arg!r}") from None
+        if not math.isfinite(slope):
+            raise ParameterError(f"leaky-relu slope must be finite; got {arg!r}")
+    return act, slope
+
+
+class Format(Word):
+    """Output file formats, with their file extensions (the first is the one written)."""
+
+    png = "png"
+    tiff = "tiff"
+    npy = "npy"
+    npz = "npz"
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return _FORMAT_EXTENSIONS[self.value]
+
+    @property
+    def extension(self) -> str:
+        return self.extensions[0]
+
+    @property
+    def is_picture(self) -> bool:
+        """Written as pixels (through a range mapping), not as raw float arrays."""
+        return self in (Format.png,)
+
+    @classmethod
+    def of_extension(cls, ext: str) -> Format | None:
+        """The format an output file name's extension asks for, or None."""
+        ext = ext.lower()
+        for member in cls:
+            if ext in member.extensions:
+                return member
+        return None
+
+
+_FORMAT_EXTENSIONS = {
+    "png": (".png",),
+    "tiff": (".tif", ".tiff"),
+    "npy": (".npy",),
+    "npz": (".npz",),
+}
+
+#: Extensions of the images convcli reads (folders are searched for these).
+INPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+class RangeMode(Word):
+    """How float results become pixel levels (png)."""
+
+    auto = "auto"
+    clip = "clip"
+    minmax = "minmax"
+    abs = "abs"
+    offset = "offset"
+
+
+class Alpha(Word):
+    """What happens to an image's transparency."""
+
+    premultiply = "premultiply"
+    drop = "drop"
+    channel = "channel"
+
+
+class DType(Word):
+    """The computation's float type."""
+
+    float32 = "float32"
+    float64 = "float64"
+
+
+class Executor(Word):
+    """Where a batch runs."""
+
+    local = "local"
+    dask = "dask"
+
+
+class Normalize(Word):
+    """How a YAML kernel's weights are normalised."""
+
+    none = "none"
+    sum = "sum"
+    l1 = "l1"
+
+
+_WHAT = {
+    "PadMode": "pad mode",
+    "PaddingWord": "padding",
+    "PoolOp": "pool op",
+    "Activation": "activation",
+    "Format": "format",
+    "RangeMode": "range",
+    "Alpha": "alpha",
+    "DType": "dtype",
+    "Executor": "executor",
+    "Normalize": "normalize",
+}
+
+#: Accepted alternative spellings, by set (keys already lower-case, ``_`` → ``-``).
+_SPELLINGS: dict[str, dict[str, str]] = {
+    "Activation": {"leakyrelu": "leaky-relu"},
+    "Format": {"tif": "tiff"},
+}
