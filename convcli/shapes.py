@@ -399,8 +399,10 @@ def pool_geometry(
         if isinstance(spec, tuple) and (
             max(pad[0], pad[1]) > kh // 2 or max(pad[2], pad[3]) > kw // 2
         ):
+            sides = zip(("top", "bottom", "left", "right"), pad, (kh, kh, kw, kw), strict=True)
+            wide = ", ".join(f"{side} {p}" for side, p, k in sides if p > k // 2)
             raise ParameterError(
-                f"pool padding {pad[0]},{pad[2]} must be at most half the window {kh}×{kw}"
+                f"pool padding ({wide}) must be at most half the window {kh}×{kw}"
                 " (a window would see only padding)"
             )
     _check_padded_size(c, h, w, pad)

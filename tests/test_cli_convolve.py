@@ -419,7 +419,8 @@ def test_o_with_a_bank_needs_a_folder(
     rgb_png: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_main(monkeypatch, capsys, "convolve", rgb_png, "-k", "sobel", "-o", "x.png")
-    assert code == 1 and "makes 2 files" in err and "give a folder" in err
+    # known before any image is read: a usage error, as for two inputs to one file
+    assert code == 2 and "writes 2 maps" in err and "give a folder" in err
     assert not Path("x.png").exists()
 
 

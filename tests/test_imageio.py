@@ -1005,7 +1005,18 @@ def test_check_outputs_allows_stdout_and_new_files(tmp_path):
     check_outputs([Path("-"), tmp_path / "new.png"], inputs=["-"])
 
 
-@pytest.mark.skipif(shutil.which("convert") is None, reason="ImageMagick not installed")
+def _imagemagick() -> bool:
+    """A real ImageMagick ``convert`` (not a stand-in of the same name)."""
+    if shutil.which("convert") is None:
+        return False
+    try:
+        done = subprocess.run(["convert", "-version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "ImageMagick" in done.stdout
+
+
+@pytest.mark.skipif(not _imagemagick(), reason="ImageMagick not installed")
 def test_16bit_png_understood_by_imagemagick(tmp_path):
     ints = np.array([[[0, 257, 65535]]] * 3)
     res = write_feature_maps(ints / 65535, out=tmp_path, stem="s", name="k", bit_depth=16)

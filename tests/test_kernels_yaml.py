@@ -223,7 +223,11 @@ def test_layer_defaults_accept_pairs_and_leaky_relu(tmp_path: Path) -> None:
             2,
             "weights row 1, column 2 must be a finite number, got .nan",
         ),
-        ("weights:\n  - [1, 2]\n  - [-.inf, 2]\n", 3, "row 2, column 1 must be a finite number, got -.inf"),
+        (
+            "weights:\n  - [1, 2]\n  - [-.inf, 2]\n",
+            3,
+            "row 2, column 1 must be a finite number, got -.inf",
+        ),
         # dimensions
         (
             "weights: [1, 2, 3]\n",

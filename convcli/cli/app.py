@@ -7,6 +7,7 @@ library inside its body, so ``convcli --help`` starts fast.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -78,14 +79,15 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors and anything unexpected
+        shown: Any = exc
         click_error, usage_error, no_args_help, abort = _click_exceptions()
         if isinstance(exc, no_args_help):  # Typer's rich help has printed itself already
-            if exc.format_message().strip():
-                print(exc.format_message(), file=sys.stderr)
+            if shown.format_message().strip():
+                print(shown.format_message(), file=sys.stderr)
             sys.exit(int(ExitCode.USAGE))
         if isinstance(exc, click_error):
             # newer click/Typer phrase a bad choice as pydantic does: drop its "Value error, "
-            message = exc.format_message().replace(": Value error, ", ": ")
+            message = shown.format_message().replace(": Value error, ", ": ")
             cause = _convcli_cause(exc)
             if cause is not None:  # an option's parser said what is wrong
                 message = str(cause)

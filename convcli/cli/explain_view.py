@@ -238,13 +238,11 @@ def _channels_text(walk: Walkthrough) -> Text:
     return text
 
 
-def _fit(items: list[RenderableType], widths: list[int], width: int) -> list[RenderableType]:
+def _fit(items: Sequence[RenderableType], widths: list[int], width: int) -> list[RenderableType]:
     """Items side by side when they fit in ``width`` columns, else one under another."""
-    if len(items) <= 1:
-        return items
-    if sum(widths) + 2 * (len(items) - 1) <= width:
+    if len(items) > 1 and sum(widths) + 2 * (len(items) - 1) <= width:
         return [_side_by_side(*items)]
-    return items
+    return list(items)
 
 
 def _padding_section(walk: Walkthrough, n: int, width: int) -> list[RenderableType]:
@@ -358,12 +356,13 @@ def _kernel_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTyp
         else "It is used as written (cross-correlation, what CNNs call convolution): the"
         " top-left weight multiplies the top-left cell of each window."
     )
-    out.append(Text(f"{desc}{flip} Each output value looks at a {kh}×{kw} window"))
+    line = Text(f"{desc}{flip} Each output value looks at a {kh}×{kw} window")
     if g.dilation != (1, 1):
         sh, sw = (g.dilation[0] * (kh - 1) + 1, g.dilation[1] * (kw - 1) + 1)
-        out[-1].append(f" whose taps are {_pair_text(g.dilation)} apart (dilation), spanning"
-                       f" {sh}×{sw} pixels")  # fmt: skip
-    out[-1].append(".")
+        line.append(f" whose taps are {_pair_text(g.dilation)} apart (dilation), spanning"
+                    f" {sh}×{sw} pixels")  # fmt: skip
+    line.append(".")
+    out.append(line)
     w = walk.weights
     if w.ndim == 2:
         out.append(number_grid(w))

@@ -42,7 +42,13 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
 
     from convcli.cli.kernels_view import kernel_list_table
     from convcli.errors import KernelError
-    from convcli.kernels import BUILTINS, builtin_kernel, find_kernel_files, read_kernel_file
+    from convcli.kernels import (
+        BUILTINS,
+        Kernel,
+        builtin_kernel,
+        find_kernel_files,
+        read_kernel_file,
+    )
 
     console = _console()
     rows = []
@@ -51,7 +57,7 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
     console.print(kernel_list_table("Built-in kernels (defaults shown)", rows))
 
     files = find_kernel_files(kernel_dirs or ())
-    file_rows = []
+    file_rows: list[tuple[str, Kernel | Exception, str | Text]] = []
     for path in files:
         try:
             kernel, _ = read_kernel_file(path)

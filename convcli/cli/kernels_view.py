@@ -290,7 +290,9 @@ def kernel_view(kernel: Kernel) -> RenderableType:
     return Group(*parts)
 
 
-def kernel_list_table(title: str, rows: Iterable[tuple[str, Kernel | Exception, str]]) -> Table:
+def kernel_list_table(
+    title: str, rows: Iterable[tuple[str, Kernel | Exception, str | Text]]
+) -> Table:
     """The ``convcli kernels list`` table: ``rows`` are (name, kernel or error, description).
 
     A row whose kernel failed to load shows the error in red instead of numbers.

@@ -96,7 +96,7 @@ def _positive(option: str) -> Callable[[str], int]:
         from convcli.errors import ParameterError
 
         try:
-            value = int(str(text))
+            value = int(str(text))  # type: ignore[call-overload]
         except ValueError:
             raise ParameterError(f"{option} must be a whole number, got {text!r}") from None
         if value < 1:
@@ -111,7 +111,7 @@ def _bit_depth(text: object) -> int:
 
     if str(text).strip() not in ("8", "16"):
         raise ParameterError(f"--bit-depth must be 8 or 16, got {text!r}")
-    return int(text)
+    return int(str(text))
 
 
 def _wordp(words: type[Word], option: str) -> Callable[[Any], Any]:

@@ -45,7 +45,9 @@ def run_command(
         manifest=o.manifest, executor=o.executor, scheduler=o.scheduler,
     )  # fmt: skip
     plan = plan_run(pipeline, inputs, out, batch)
-    _warn_kernels(pipeline, o)
+    if not o.quiet:
+        warn_kernel_files(pipeline)
+    _check_one_file(pipeline, o, fmt)
     if plan.single:
         return _run_single(plan, o)
     return _run_batch(plan, o)
@@ -83,10 +85,28 @@ def _check_terminals(inputs: Sequence[str], o: OutputArgs) -> None:
         )
 
 
-def _warn_kernels(pipeline: Pipeline, o: OutputArgs) -> None:
+def _check_one_file(pipeline: Pipeline, o: OutputArgs, fmt: Format | None) -> None:
+    """``-o FILE`` (or ``-o -``) takes one picture: a run that writes several is refused now."""
+    from convcli.pipeline.engine import _layout_after
+
+    if o.out != "-" and Format.of_extension(Path(o.out).suffix) is None:
+        return  # a folder
+    if fmt in (Format.npy, Format.npz):
+        return  # one array file holds every map
+    layout: str = "image"
+    labels: tuple[str, ...] = ()
+    for stage in pipeline.stages:
+        layout, labels = _layout_after(stage, layout, labels)
+    n = int(layout[5:]) if layout.startswith("bank:") else len(labels)
+    if layout != "image" and n > 1:  # (a bank on maps: counted per input, later)
+        raise ParameterError(
+            f"-o {o.out}: names one file, but this run writes {n} maps (one file each);"
+            " give a folder"
+        )
+
+
+def warn_kernel_files(pipeline: Pipeline) -> None:
     """Warnings found while reading kernel files (an unknown key, a duplicate key)."""
-    if o.quiet:
-        return
     from convcli.cli.console import warning_line
 
     seen: set[str] = set()

@@ -186,7 +186,7 @@ def _fast_pixels(
     scale = full / span if span > 0 else 0.0
     base = 0.5 + (full / 2 if (mode == "offset" and span == 0) else 0.0)
     work = flat.dtype.type
-    pixels = np.empty(n, dtype=out_dtype)
+    pixels: np.ndarray = np.empty(n, dtype=out_dtype)
     counting = mode in ("identity", "clip")
 
     def convert(chunk: tuple[int, int]) -> int:

@@ -112,7 +112,7 @@ def write_png(fh: BinaryIO, pixels: np.ndarray, *, bit_depth: int = 8) -> None:
     ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, _PNG_COLOR_TYPE[c], 0, 0, 0)
     fh.write(_PNG_SIGNATURE)
     fh.write(_png_chunk(b"IHDR", ihdr))
-    parts = _deflate(memoryview(raw.reshape(-1)))
+    parts = _deflate(raw.reshape(-1).data)
     del raw
     size = sum(len(p) for p in parts)
     crc = zlib.crc32(b"IDAT")

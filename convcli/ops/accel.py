@@ -27,7 +27,7 @@ def _border(cv2: Any, mode: str) -> int | None:
     name = PAD_MODE_NAMES[mode]["opencv"]
     if mode == "circular":  # filter2D does not support BORDER_WRAP
         return None
-    return int(getattr(cv2, name))
+    return int(getattr(cv2, str(name)))
 
 
 def depthwise(

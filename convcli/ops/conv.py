@@ -11,7 +11,7 @@ tested against.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,8 +20,19 @@ from convcli.ops.activations import activate, parse_activation
 from convcli.ops.padding import check_pad_mode, pad2d
 from convcli.shapes import PaddingSpec, StageGeometry, conv_geometry
 
-if TYPE_CHECKING:
-    from convcli.kernels.model import Kernel
+
+class Kernel(Protocol):
+    """What :func:`conv2d` reads of a kernel object (:class:`convcli.Kernel` has it all)."""
+
+    @property
+    def weights(self) -> np.ndarray: ...
+    @property
+    def bias(self) -> Any: ...
+    @property
+    def origin(self) -> tuple[int, int] | None: ...
+    @property
+    def flip(self) -> bool: ...
+
 
 METHODS = ("auto", "opencv", "direct", "separable", "fft", "gemm")
 
@@ -182,12 +193,12 @@ def _as_chw(x: Any) -> tuple[np.ndarray, bool]:
         raise ParameterError(f"image must be an array of numbers: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise ParameterError(f"image must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        return arr[None], True
-    if arr.ndim != 3:
+    if arr.ndim not in (2, 3):
         raise ShapeError(f"image must be (H, W) or (C, H, W); got shape {arr.shape}")
     if 0 in arr.shape:
         raise ShapeError(f"image is empty: shape {arr.shape}")
+    if arr.ndim == 2:
+        return arr[None], True
     return arr, False
 
 
@@ -255,14 +266,14 @@ def _run_engine(
     c = x.shape[0]
     out = np.empty((bank.shape[0] * c, ho, wo), dtype=x.dtype)
     use_cv = method == "opencv" or (method == "auto" and opencv.available())
-    xp = None if use_cv else pad2d(x, geom.padding, mode=pad_mode, value=fill)
+    xq = None if use_cv else pad2d(x, geom.padding, mode=pad_mode, value=fill)
     for k, wk in enumerate(bank):
         if use_cv:
             accel.depthwise(x, wk, geom, pad_mode, fill, out=out[k * c : (k + 1) * c])
         else:
-            assert xp is not None
+            assert xq is not None
             out[k * c : (k + 1) * c] = _depthwise(
-                xp, wk, (ho, wo), geom.stride, geom.dilation, method
+                xq, wk, (ho, wo), geom.stride, geom.dilation, method
             )
     return out
 

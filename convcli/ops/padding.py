@@ -106,7 +106,7 @@ def _pad_opencv(
         or max(left, right) >= x.shape[2]
     ):
         return None
-    border = int(getattr(cv2, PAD_MODE_NAMES[mode]["opencv"]))
+    border = int(getattr(cv2, str(PAD_MODE_NAMES[mode]["opencv"])))
     fill = 0.0 if mode == "zeros" else float(value)
     c, h, w = x.shape
     out = np.empty((c, h + top + bottom, w + left + right), dtype=x.dtype)

@@ -111,7 +111,7 @@ def _windowed(x: np.ndarray, op: str, geom: StageGeometry, count_include_pad: bo
         cx = _window_counts(wo, kw, sx, lo[1], hi[1])
         scale = (1.0 / np.outer(cy, cx)).astype(x.dtype)
 
-    uniform = None
+    uniform: Any = None
     if op == "avg" and np.all(scale == scale.flat[0]):
         uniform = scale.flat[0]  # one divisor everywhere: multiply by a scalar
 
@@ -119,7 +119,7 @@ def _windowed(x: np.ndarray, op: str, geom: StageGeometry, count_include_pad: bo
     # padding) through its area resize, which averages exact k×k blocks in one pass
     # (measured 3x the numpy passes); larger overlapping windows through its box
     # filter; 2x2 overlapping windows stay with the two numpy passes.
-    cv2 = cv2_module() if op == "avg" else None
+    cv2: Any = cv2_module() if op == "avg" else None
     use_area = cv2 is not None and (kh, kw) == (sy, sx) and not any(pads)
     use_box = cv2 is not None and uniform is not None and kh * kw > 4
 

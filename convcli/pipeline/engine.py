@@ -255,7 +255,8 @@ def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "")
     channels = channels or ("L" if in_shape[0] == 1 else "RGB" if in_shape[0] == 3 else "")
     rf: Pair = (1, 1)
     jump: Pair = (1, 1)
-    layout, labels = "image", ()
+    layout: str = "image"
+    labels: tuple[str, ...] = ()
     records = []
     for i, stage in enumerate(pipeline.stages, 1):
         opts = stage.options()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from convcli.errors import ParameterError
 from convcli.parallel import cpu_count
@@ -339,7 +339,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     _exit_clean(128 + signum)
 
 
-def _exit_clean(code: int) -> None:
+def _exit_clean(code: int) -> NoReturn:
     """Leave the worker at once, after removing any temporary output file still pending."""
     from convcli.imageio.write import remove_pending_temps
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from convcli.errors import ConvcliError, ImageError, OutputError
 from convcli.pipeline import Pipeline, Result, output_name, run
+from convcli.run.records import Outcome
 from convcli.vocab import Format
 
 
@@ -43,39 +44,6 @@ class Job:
     stem: str
     out_dir: str
     out_file: str | None = None  # -o naming the file itself
-
-
-@dataclass
-class Outcome:
-    """What happened to one input. Small and picklable (no arrays unless ``keep_result``)."""
-
-    input: str
-    status: str  # done | skipped | failed | planned
-    outputs: list[str] = field(default_factory=list)
-    error: str | None = None
-    seconds: float = 0.0
-    report: dict[str, Any] | None = None  # report.result_json(...)
-    result: Result | None = None
-    write: Any = None
-    exception: BaseException | None = None  # the error itself, with ``keep_result`` (--traceback)
-
-    def manifest_line(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        rep = self.report or {}
-        return {
-            "input": self.input,
-            "status": self.status,
-            "outputs": self.outputs,
-            "parameters": parameters,
-            "in_shape": rep.get("in_shape"),
-            "out_shape": rep.get("out_shape"),
-            "stages": [
-                {"name": s["name"], "in_shape": s["in_shape"], "out_shape": s["out_shape"]}
-                for s in rep.get("stages", [])
-            ],
-            "maps": rep.get("maps", []),
-            "error": self.error,
-            "seconds": round(self.seconds, 4),
-        }
 
 
 def make_job(source: str, out: str, *, root: str | None = None, single: bool = False) -> Job:
@@ -127,7 +95,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         if opts.save_stages and not opts.dry_run:  # check every stage file before writing any
             stage_plan = OutputOptions(**{**opts.__dict__, "dry_run": True})
             imageio.check_outputs(
-                write_stages(result, name, job, stage_plan, fmt),
+                [Path(p) for p in write_stages(result, name, job, stage_plan, fmt)],
                 force=stage_force, inputs=[job.source, *opts.protect],
             )  # fmt: skip
         maps = result.maps

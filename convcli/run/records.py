@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,39 @@ from convcli.errors import OutputError
 if TYPE_CHECKING:
     from convcli.imageio import MapImage, WriteResult
     from convcli.pipeline import Pipeline, Result, StageRecord
-    from convcli.run.jobs import Outcome
+
+
+@dataclass
+class Outcome:
+    """What happened to one input. Small and picklable (no arrays unless ``keep_result``)."""
+
+    input: str
+    status: str  # done | skipped | failed | planned
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    report: dict[str, Any] | None = None  # report.result_json(...)
+    result: Result | None = None
+    write: Any = None
+    exception: BaseException | None = None  # the error itself, with ``keep_result`` (--traceback)
+
+    def manifest_line(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        rep = self.report or {}
+        return {
+            "input": self.input,
+            "status": self.status,
+            "outputs": self.outputs,
+            "parameters": parameters,
+            "in_shape": rep.get("in_shape"),
+            "out_shape": rep.get("out_shape"),
+            "stages": [
+                {"name": s["name"], "in_shape": s["in_shape"], "out_shape": s["out_shape"]}
+                for s in rep.get("stages", [])
+            ],
+            "maps": rep.get("maps", []),
+            "error": self.error,
+            "seconds": round(self.seconds, 4),
+        }
 
 
 def warnings_of(result: Result, write: WriteResult | None = None) -> list[str]:
