@@ -222,7 +222,7 @@ def test_conv2d_shape_errors() -> None:
     [
         ({"size": 0}, "pool size must be >= 1, got 0"),
         ({"stride": 0}, "pool stride must be >= 1, got 0"),
-        ({"padding": 2}, "pool padding 2,2 must be at most half the window"),
+        ({"padding": 2}, r"pool padding \(top 2, bottom 2, left 2, right 2\) must be at most half"),
         ({"padding": "full"}, "'full' is for conv"),
         ({"size": 9}, "pool window 9×9 is larger than the padded input 4×4"),
         ({"op": "median"}, "pool op must be one of max, avg"),

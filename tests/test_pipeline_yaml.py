@@ -216,7 +216,7 @@ ERRORS = [
     ("stages:\n  - pool: {op: max, padding: full}\n",
      "p.yaml:2: stage 1 (pool): pool padding must be P, PH,PW, valid or same; got 'full'"),
     ("stages:\n  - pool: {op: max, size: 2, padding: 3}\n",
-     "p.yaml:2: stage 1 (pool): pool padding 3,3 must be at most half the window"),
+     "p.yaml:2: stage 1 (pool): pool padding (top 3, bottom 3, left 3, right 3)"),
     ("stages:\n  - pool: {sise: 2}\n",
      "p.yaml:2: stage 1 (pool): unknown option 'sise' (did you mean 'size'?)"),
     ("gray: maybe\nstages:\n  - pool: max\n", "p.yaml:1: gray must be true or false"),
