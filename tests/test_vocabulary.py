@@ -69,6 +69,9 @@ def test_unknown_key_in_a_kernel_file_is_a_warning_when_it_runs(tmp_path: Path, 
     assert result.exit_code == 0
     assert "warning:" in result.output and "unknown key 'strde'" in result.output
     assert "did you mean 'stride'" in result.output
+    shape = CliRunner().invoke(app, ["shape", "--input", "8x8", "-k", str(k)], env=ENV)
+    assert shape.exit_code == 0
+    assert "unknown key 'strde'" in shape.output
 
 
 def test_a_bank_to_one_file_is_a_usage_error_before_any_work(tmp_path: Path, img: Path) -> None:

@@ -24,11 +24,14 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-app.command("convolve", cls=Command)(convolve.convolve)
-app.command("pool", cls=Command)(pool.pool)
-app.command("run", cls=Command)(run.run)
-app.command("shape", cls=Command)(shape.shape)
-app.command("explain", cls=Command)(explain.explain)
+for name, command, summary in (
+    ("convolve", convolve.convolve, "Filter images with kernels, then pool; write feature maps."),
+    ("pool", pool.pool, "Max, average, min or global pooling of images."),
+    ("run", run.run, "Run a multi-stage pipeline file on images."),
+    ("shape", shape.shape, "Sizes, weights and multiply-adds, without an image."),
+    ("explain", explain.explain, "Walk one conv layer through a tiny patch, number by number."),
+):
+    app.command(name, cls=Command, short_help=summary)(command)
 app.add_typer(kernels.app, name="kernels")
 
 

@@ -12,21 +12,11 @@ from typing import Annotated
 import typer
 
 from convcli.cli.helptext import Command
+from convcli.cli.options import KernelDirs
 
 app = typer.Typer(
     help="List, show and validate kernels.", no_args_is_help=True, rich_markup_mode=None
 )
-
-KernelDirs = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--kernel-dir",
-        "-K",
-        help="Folder to search for NAME.yaml before $CONVCLI_KERNEL_PATH and ./kernels "
-        "(repeatable).",
-        file_okay=False,
-    ),
-]
 
 
 def _console():  # noqa: ANN202 - Rich is imported lazily
@@ -35,7 +25,7 @@ def _console():  # noqa: ANN202 - Rich is imported lazily
     return Console(highlight=False)
 
 
-@app.command("list", cls=Command)
+@app.command("list", cls=Command, short_help="The built-in kernels and the kernel files found.")
 def list_kernels(kernel_dirs: KernelDirs = None) -> None:
     """List the built-in kernels and the YAML kernel files in the search folders."""
     from rich.text import Text
@@ -74,10 +64,11 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
                       "./kernels).", style="dim")  # fmt: skip
 
 
-@app.command("show", cls=Command)
+@app.command("show", cls=Command, short_help="A kernel's weights, sum, rank and symmetry.")
 def show(
     name: Annotated[
-        str, typer.Argument(help="Built-in (gaussian:7:1.5), file, or NAME.yaml stem.")
+        str,
+        typer.Argument(help="Built-in (gaussian:7:1.5), file, or NAME.yaml stem.", metavar="NAME"),
     ],
     kernel_dirs: KernelDirs = None,
 ) -> None:
@@ -89,7 +80,7 @@ def show(
     _console().print(kernel_view(kernel))
 
 
-@app.command("validate", cls=Command)
+@app.command("validate", cls=Command, short_help="Check kernel files: one line per finding.")
 def validate(
     files: Annotated[
         list[Path], typer.Argument(help="YAML kernel files to check.", metavar="FILE")

@@ -123,7 +123,8 @@ def pair_parser(option: str, minimum: int = 1) -> Callable[[Any], Any]:
     return _parser(_pair(option, minimum))
 
 
-def _positivep(option: str) -> Callable[[Any], Any]:
+def positive_parser(option: str) -> Callable[[Any], Any]:
+    """A ``parser=`` for whole numbers >= 1."""
     return _parser(_positive(option))
 
 
@@ -245,7 +246,7 @@ ActivationOpt = Annotated[
 Groups = Annotated[
     int,
     typer.Option(
-        parser=_positivep("--groups"),
+        parser=positive_parser("--groups"),
         metavar="G",
         show_default=False,
         help="Groups of a 4-D layer kernel [default: 1].",
@@ -507,7 +508,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
                 "--workers",
                 "-j",
                 show_default=False,
-                parser=_positivep("--workers"),
+                parser=positive_parser("--workers"),
                 metavar="N",
                 help="Worker processes for a batch [default: the CPU count].",
             ),

@@ -22,6 +22,7 @@ from convcli.cli.options import (
     PoolStride,
     Stride,
     pair_parser,
+    positive_parser,
 )
 
 InputShape = Annotated[
@@ -39,9 +40,10 @@ KernelSize = Annotated[
     ),
 ]  # fmt: skip
 OutChannels = Annotated[
-    int | None,
+    Any,
     typer.Option(
-        "--out-channels", min=1, show_default=False, metavar="N",
+        "--out-channels", parser=positive_parser("--out-channels"), show_default=False,
+        metavar="N",
         help="With --kernel-size: a 4-D layer with N output maps [default: one 2-D kernel"
         " per channel].",
     ),
@@ -81,12 +83,14 @@ def shape(
     \b
     Example (ResNet stem):
       convcli shape --input 3x224x224 --kernel-size 7 --out-channels 64 \\
-        --stride 2 --padding 3 --pool max --pool-size 3 --pool-stride 2 --pool-padding 1
+        --stride 2 --padding 3 \\
+        --pool max --pool-size 3 --pool-stride 2 --pool-padding 1
     """
     import json
 
     from rich.console import Console
 
+    from convcli.cli.outputs import warn_kernel_files
     from convcli.errors import ParameterError
     from convcli.pipeline import Pipeline
     from convcli.run.records import result_json
@@ -101,6 +105,7 @@ def shape(
         from convcli.pipeline.yamlfile import read_pipeline
 
         pf = read_pipeline(pipeline_file, kernel_dirs=kernel_dir or ())
+        warn_kernel_files(pf.pipeline)
         if pf.pipeline.gray and in_shape[0] != 1:
             notes.append(f"gray: true turns the {in_shape[0]} channels into 1 first")
             in_shape = (1, *in_shape[1:])
@@ -113,6 +118,7 @@ def shape(
         )  # fmt: skip
         pipeline = Pipeline(tuple(stages), name="shape")
         pipeline.validate()
+        warn_kernel_files(pipeline)
         from convcli.pipeline.yamlfile import plan_stages
 
         result = plan_stages(pipeline, in_shape)
