@@ -47,6 +47,12 @@ def _how(record: StageRecord) -> Text:
     g = record.geometry
     lines = Text()
     fy, fx = g.formulas
+    if record.kind == "combine":
+        n = int(record.options.get("members", 1))
+        c_out = g.out_shape[0]
+        lines.append(f"{c_out}·{n} maps → {c_out}: ", style="cyan")
+        lines.append(f"{record.name} of each channel's {n} bank maps; size unchanged", style="dim")
+        return lines
     if record.name.startswith("global"):
         lines.append(f"whole {fy.size_in}×{fx.size_in} map → 1×1", style="cyan")
         return lines
@@ -74,6 +80,8 @@ def _how(record: StageRecord) -> Text:
 def _params_text(record: StageRecord) -> str:
     o = record.options
     g = record.geometry
+    if record.kind == "combine":
+        return f"{g.out_shape[0]}·{o.get('members', 1)} maps → {g.out_shape[0]}"
     parts = [f"stride {_pair(g.stride)}"]  # the kernel size is in the description
     if record.kind == "conv":
         if g.dilation != (1, 1):
@@ -160,14 +168,22 @@ def totals_line(result: Result) -> Text:
 
 
 def warnings_of(result: Result, write: WriteResult | None = None) -> list[str]:
-    """Every warning the report shows: unused rows/columns, clipped pixels, notes."""
+    """Every warning the report shows: unused rows/columns, blank maps, heavy clipping, few
+    grey levels (:func:`convcli.imageio.tone.tone_warnings`), options that did not apply, notes."""
     out = [f"stage {r.index} ({r.name}): {w}" for r in result.records for w in r.geometry.warnings]
-    mapping = getattr(write, "mapping", None)
-    if mapping is not None and mapping.clipped_fraction > 0:
-        out.append(
-            f"png mapping '{mapping.range_mode}' clipped {mapping.clipped_fraction:.2%} of values"
-            " (try --range minmax or --range offset)"
-        )
+    if result.maps is not None:
+        from convcli.imageio.tone import tone_warnings
+
+        mappings = list(getattr(write, "mappings", None) or [])
+        files = [p.name for p in (write.planned if write is not None else [])][: len(mappings)]
+        out.extend(
+            tone_warnings(
+                [(lo, hi) for lo, hi, _ in result.map_stats()], mappings,
+                labels=map_names(result), files=files,
+                stage_options=[r.options for r in result.records if r.kind == "conv"],
+            )
+        )  # fmt: skip
+    out.extend(getattr(write, "notes", None) or [])
     out.extend(result.notes)
     return out
 
@@ -187,19 +203,30 @@ def stats_table(result: Result) -> Table:
     return table
 
 
-def mapping_text(m: MapImage, n_files: int = 1) -> str:
-    """How the png pixels were made, in words: which value became black, which white.
+def mapping_text(m: MapImage, n_files: int = 1, fmt: str = "png") -> str:
+    """How the pictures were made, in words: which value became black, which white.
 
     >>> from convcli.imageio import MapImage
-    >>> mapping_text(MapImage("offset", 0.0, -2.0, 2.0), 2)
-    'png mapping: offset: -2 → black, 0 → mid-grey, 2 → white (one mapping for all files)'
+    >>> mapping_text(MapImage("offset", 0.0, -2.0, 2.0, "offset"), 2)
+    'png mapping: offset: 0 = mid-grey, ±2 = black/white (one mapping for all files)'
     """
-    x = "|x| " if m.range_mode == "abs" else ""
-    mid = ", 0 → mid-grey" if m.range_mode == "offset" else ""
-    text = f"png mapping: {m.range_mode}: {x}{m.lo:.4g} → black{mid}, {m.hi:.4g} → white"
-    if m.range_mode in ("identity", "clip") and m.clipped_fraction > 0:
-        text += ", values outside clipped"
-    return text + (" (one mapping for all files)" if n_files > 1 else "")
+    return f"{fmt} mapping: {m.text()}" + (" (one mapping for all files)" if n_files > 1 else "")
+
+
+def mappings_text(write: WriteResult) -> Text:
+    """One line when every picture shares a mapping, else one line per file."""
+    maps = list(write.mappings) or ([write.mapping] if write.mapping is not None else [])
+    fmt = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(
+        write.planned[0].suffix.lower() if write.planned else "", "png"
+    )
+    if len(maps) <= 1 or all(m == maps[0] for m in maps):
+        return Text(mapping_text(maps[0], len(maps), fmt), style="dim")
+    text = Text(f"{fmt} mappings, one per file:", style="dim")
+    for path, m in list(zip(write.planned, maps, strict=False))[:MAX_STAT_ROWS]:
+        text.append(f"\n  {path.name}: {m.text()}", style="dim")
+    if len(maps) > MAX_STAT_ROWS:
+        text.append(f"\n  … {len(maps) - MAX_STAT_ROWS} more", style="dim")
+    return text
 
 
 def map_names(result: Result) -> list[str]:
@@ -236,7 +263,7 @@ def report(
         parts.append(stats_table(result))
     if write is not None:
         if write.mapping is not None:
-            parts.append(Text(mapping_text(write.mapping, len(write.planned)), style="dim"))
+            parts.append(mappings_text(write))
         files = write.planned if dry_run else write.paths
         verb = "would write" if dry_run else "wrote"
         listing = Text(f"{verb} {len(files)} file{'s' if len(files) != 1 else ''}:", style="bold")
@@ -303,12 +330,25 @@ def result_json(result: Result, write: WriteResult | None = None, *, dry_run: bo
     if write is not None:
         data["outputs"] = [str(p) for p in (write.planned if dry_run else write.paths)]
         if write.mapping is not None:
-            m = write.mapping
-            data["mapping"] = {
-                "range": m.range_mode, "lo": m.lo, "hi": m.hi,
-                "clipped_fraction": m.clipped_fraction,
-            }  # fmt: skip
+            data["mapping"] = _mapping_json(write.mapping)
+            data["mappings"] = [
+                {"file": str(p), **_mapping_json(m)}
+                for p, m in zip(write.planned, write.mappings, strict=False)
+            ]
     data["dry_run"] = dry_run
+    return data
+
+
+def _mapping_json(m: MapImage) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "range": m.kind, "requested": m.requested, "lo": m.lo, "hi": m.hi,
+        "clipped_fraction": m.clipped_fraction, "levels": m.levels, "text": m.text(),
+    }  # fmt: skip
+    if m.threshold is not None:
+        data["threshold"] = m.threshold
+        data["white_fraction"] = m.above_fraction
+    if m.cmap:
+        data["cmap"] = m.cmap
     return data
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from convcli.errors import ConvcliError, ImageError, OutputError
 from convcli.pipeline import Pipeline, Result, output_name, run
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
-OUTPUT_EXTENSIONS = (".png", ".tif", ".tiff", ".npy", ".npz")
+OUTPUT_EXTENSIONS = (".png", ".tif", ".tiff", ".npy", ".npz", ".jpg", ".jpeg", ".webp")
+#: ``fmt="keep"``: the output format of each input extension (others: png).
+KEEP_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
 
 
 @dataclass(frozen=True)
@@ -24,9 +27,15 @@ class OutputOptions:
     """Where and how results are written (the CLI's output options)."""
 
     out: str = "convcli-out"  # a folder, a file name (one input, one output) or "-" (stdout)
-    fmt: str | None = None  # None: from the -o file's extension, else png
+    fmt: str | None = None  # None: from the -o file's extension, else png; "keep": the input's
     bit_depth: int = 8
-    range_mode: str = "auto"
+    range_mode: str = "auto"  # auto, clip, minmax, abs, offset, LO,HI or pLO,pHI
+    range_scope: str = "file"  # one mapping per file, or "input": one for all files of an input
+    cmap: str | None = None  # colour map of one-channel pictures
+    threshold: float | str | None = None  # binary pictures: a value or "otsu"
+    quality: int = 90  # jpeg / webp
+    compression: str = "none"  # tiff: none, lzw, deflate
+    colorbar: bool = False  # a colour bar on the montage
     montage: bool = False
     force: bool = False
     skip_existing: bool = False
@@ -106,7 +115,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
 
     t0 = time.perf_counter()
     name = output_name(pipeline.stages, pipeline.name)
-    fmt = opts.fmt or "png"
+    fmt = keep_format(job.source) if opts.fmt == "keep" else (opts.fmt or "png")
     try:
         resume = opts.skip_existing and job.out_file != "-" and not opts.dry_run
         found = _existing_outputs(pipeline, job, name, fmt, opts) if resume else None
@@ -129,7 +138,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         if opts.save_stages and not opts.dry_run:  # check every stage file before writing any
             stage_plan = OutputOptions(**{**opts.__dict__, "dry_run": True})
             imageio.check_outputs(
-                write_stages(result, name, job, stage_plan, fmt),
+                write_stages(result, name, job, stage_plan, fmt, stages=pipeline.stages),
                 force=stage_force, inputs=[job.source, *opts.protect],
             )  # fmt: skip
         maps = result.maps
@@ -153,6 +162,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             inputs=[job.source, *opts.protect],
             params=pipeline_parameters(pipeline),
             dry_run=opts.dry_run,
+            **picture_options(pipeline, opts),
         )
         if opts.dry_run:  # say now what the real run would refuse
             imageio.check_outputs(
@@ -163,7 +173,9 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         status = "planned" if opts.dry_run else "done"
         files = [str(p) for p in (write.planned if opts.dry_run else write.paths)]
         if opts.save_stages:
-            report["stage_outputs"] = write_stages(result, name, job, opts, fmt, stage_force)
+            report["stage_outputs"] = write_stages(
+                result, name, job, opts, fmt, stage_force, stages=pipeline.stages
+            )
             files += report["stage_outputs"]
         keep = opts.keep_result
         return Outcome(
@@ -180,6 +192,22 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         )  # fmt: skip
     except MemoryError:
         return Outcome(job.source, "failed", error=f"{job.source}: out of memory", seconds=0.0)
+
+
+def keep_format(source: str) -> str:
+    """The output format that keeps an input's own (``--format keep``): jpeg, webp, tiff, else png.
+
+    >>> keep_format("a/photo.JPG"), keep_format("scan.bmp")
+    ('jpeg', 'png')
+    """
+    return KEEP_FORMATS.get(Path(source).suffix.lower(), "png")
+
+
+def picture_options(pipeline: Pipeline, opts: OutputOptions) -> dict[str, Any]:
+    """Picture keywords of :func:`convcli.imageio.write_feature_maps` for a pipeline's result."""
+    from convcli.imageio.tone import hint_of_stages
+
+    return {**picture_options_of(opts), "hint": hint_of_stages(pipeline.stages)}
 
 
 def _plan_only(pipeline: Pipeline, image: Any) -> Result:
@@ -239,19 +267,29 @@ def _existing_outputs(
 
 
 def write_stages(
-    result: Result, name: str, job: Job, opts: OutputOptions, fmt: str, force: bool = False
+    result: Result,
+    name: str,
+    job: Job,
+    opts: OutputOptions,
+    fmt: str,
+    force: bool = False,
+    *,
+    stages: Sequence[Any] = (),
 ) -> list[str]:
     """Write every stage's maps (``--save-stages``) as ``<stem>.<name>.stage<i>-<stage>.<ext>``.
 
     The maps are those :func:`convcli.pipeline.run` kept with ``keep_stages``; a
-    dry run plans the names only. Returns the files written (or planned).
+    dry run plans the names only. ``stages`` (the pipeline's) give each stage's
+    maps the ``auto`` mapping of what they are. Returns the files written (or planned).
     """
     import numpy as np
 
     from convcli import imageio
+    from convcli.imageio.tone import hint_of_stages
 
     files: list[str] = []
     for record in result.records:
+        look = {**picture_options_of(opts), "hint": hint_of_stages(stages[: record.index])}
         maps = record.maps
         if maps is None:  # dry run: names only
             maps = np.zeros((record.geometry.out_shape[0], 1, 1), np.float32)
@@ -259,10 +297,18 @@ def write_stages(
             maps, out=job.out_dir, stem=job.stem, name=f"{name}.stage{record.index}-{record.name}",
             fmt=fmt, layout=record.layout, labels=record.labels, range_mode=opts.range_mode,
             bit_depth=opts.bit_depth, montage=opts.montage, force=opts.force or force,
-            inputs=[job.source, *opts.protect], dry_run=opts.dry_run,
+            inputs=[job.source, *opts.protect], dry_run=opts.dry_run, **look,
         )  # fmt: skip
         files += [str(p) for p in (write.planned if opts.dry_run else write.paths)]
     return files
+
+
+def picture_options_of(opts: OutputOptions) -> dict[str, Any]:
+    """The picture keywords that come from the output options alone (no hint)."""
+    return {
+        "range_scope": opts.range_scope, "cmap": opts.cmap, "threshold": opts.threshold,
+        "quality": opts.quality, "compression": opts.compression, "colorbar": opts.colorbar,
+    }  # fmt: skip
 
 
 def pipeline_parameters(pipeline: Pipeline) -> dict[str, Any]:
@@ -273,6 +319,8 @@ def pipeline_parameters(pipeline: Pipeline) -> dict[str, Any]:
         if s.kind == "conv":
             k = s.kernel  # type: ignore[union-attr]
             stages.append({"conv": {"kernel": k.name, "shape": list(k.weights.shape), **opts}})
+        elif s.kind == "combine":
+            stages.append({"combine": opts})
         else:
             stages.append({"pool": {"op": s.op, **opts}})  # type: ignore[union-attr]
     return {
