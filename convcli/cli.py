@@ -20,6 +20,11 @@ from convcli.cli_options import (
     Bias,
     BitDepth,
     CeilMode,
+    Cmap,
+    Colorbar,
+    CombineOpt,
+    Compression,
+    CompressionOpt,
     CountPad,
     Dilation,
     DryRun,
@@ -51,13 +56,17 @@ from convcli.cli_options import (
     PoolSize,
     PoolStride,
     Preview,
+    Quality,
     Quiet,
     Range,
     RangeMode,
+    RangeScope,
+    RangeScopeOpt,
     Recursive,
     Scheduler,
     SkipExisting,
     Stride,
+    Threshold,
     Workers,
 )  # fmt: skip
 
@@ -101,6 +110,7 @@ def convolve(
     bias: Bias = None,
     activation: Activation = None,
     groups: Groups = 1,
+    combine: CombineOpt = None,
     alpha: AlphaOpt = Alpha.premultiply,
     gray: Gray = False,
     dtype: DTypeOpt = DType.float32,
@@ -114,6 +124,12 @@ def convolve(
     fmt: FormatOpt = None,
     bit_depth: BitDepth = 8,
     range_: Range = RangeMode.auto,
+    range_scope: RangeScopeOpt = RangeScope.file,
+    cmap: Cmap = None,
+    threshold: Threshold = None,
+    quality: Quality = 90,
+    compression: CompressionOpt = Compression.none,
+    colorbar: Colorbar = False,
     montage: Montage = False,
     force: Force = False,
     skip_existing: SkipExisting = False,
@@ -133,7 +149,7 @@ def convolve(
 
     [dim]Example: convcli convolve samples -k sobel --pool max[/]
     """
-    from convcli.pipeline import ConvStage, Pipeline, bank_of, parse_bias
+    from convcli.pipeline import CombineStage, ConvStage, Pipeline, bank_of, parse_bias
     from convcli.shapes import as_pair, parse_padding
 
     # Parsed here, so reports, npz params and the manifest hold numbers, not option text.
@@ -148,6 +164,8 @@ def convolve(
             bias=parse_bias(bias),
         )
     ]  # fmt: skip
+    if combine is not None:
+        stages.append(CombineStage(combine.value))
     if pool is not None:
         stages.append(
             _pool_stage(pool, pool_size, pool_stride, pool_padding, ceil_mode, count_include_pad)
@@ -172,6 +190,12 @@ def pool_cmd(
     fmt: FormatOpt = None,
     bit_depth: BitDepth = 8,
     range_: Range = RangeMode.auto,
+    range_scope: RangeScopeOpt = RangeScope.file,
+    cmap: Cmap = None,
+    threshold: Threshold = None,
+    quality: Quality = 90,
+    compression: CompressionOpt = Compression.none,
+    colorbar: Colorbar = False,
     montage: Montage = False,
     force: Force = False,
     skip_existing: SkipExisting = False,
@@ -217,10 +241,15 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
     from convcli.runner import OutputOptions
 
     fmt = o["fmt"].value if o["fmt"] is not None else None
+    from convcli.imageio.write import parse_threshold
+
     outo = OutputOptions(
-        out=o["out"], fmt=fmt, bit_depth=o["bit_depth"], range_mode=o["range_"].value,
+        out=o["out"], fmt=fmt, bit_depth=o["bit_depth"], range_mode=str(o["range_"]),
         montage=o["montage"], force=o["force"], skip_existing=o["skip_existing"],
         dry_run=o["dry_run"], save_stages=o.get("save_stages", False),
+        range_scope=str(o.get("range_scope", "file")), cmap=o.get("cmap"),
+        threshold=parse_threshold(o.get("threshold")), quality=o.get("quality", 90),
+        compression=str(o.get("compression", "none")), colorbar=o.get("colorbar", False),
     )  # fmt: skip
     from convcli.errors import ParameterError
 
@@ -238,11 +267,14 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
             ".tiff": "tiff",
             ".npy": "npy",
             ".npz": "npz",
+            ".jpg": "jpeg",
+            ".jpeg": "jpeg",
+            ".webp": "webp",
         }
         if ext in IMAGE_EXTENSIONS and ext not in fmt_from_ext and not Path(o["out"]).is_dir():
             raise ParameterError(
-                f"-o {o['out']}: cannot write {ext[1:]} files; name a .png, .tif, .npy or .npz"
-                " file, or a folder"
+                f"-o {o['out']}: cannot write {ext[1:]} files; name a .png, .jpg, .webp, .tif,"
+                " .npy or .npz file, or a folder"
             )
         if fmt is not None and ext in fmt_from_ext and fmt_from_ext[ext] != fmt:
             raise ParameterError(f"-o {o['out']} and --format {fmt} disagree; give one of them")

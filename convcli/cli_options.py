@@ -48,6 +48,9 @@ class Format(StrEnum):
     tiff = "tiff"
     npy = "npy"
     npz = "npz"
+    jpeg = "jpeg"
+    webp = "webp"
+    keep = "keep"  # each input's own format (jpeg, webp, tiff; others png)
 
 
 class RangeMode(StrEnum):
@@ -56,6 +59,25 @@ class RangeMode(StrEnum):
     minmax = "minmax"
     abs = "abs"
     offset = "offset"
+
+
+class RangeScope(StrEnum):
+    file = "file"
+    input = "input"
+
+
+class CombineOp(StrEnum):
+    magnitude = "magnitude"
+    max = "max"
+    min = "min"
+    mean = "mean"
+    sum = "sum"
+
+
+class Compression(StrEnum):
+    none = "none"
+    lzw = "lzw"
+    deflate = "deflate"
 
 
 class DType(StrEnum):
@@ -171,7 +193,8 @@ FormatOpt = Annotated[
     Format | None,
     typer.Option(
         "--format",
-        help="png, tiff (float32), npy, npz [default: png]",
+        help="png, jpeg, webp (8-bit), tiff (float32), npy, npz, or keep (each input's own:"
+        " jpeg, webp, tiff, else png) [default: png]",
         show_default=False,
         rich_help_panel=OUTPUT,
     ),
@@ -180,8 +203,65 @@ BitDepth = Annotated[
     int, typer.Option("--bit-depth", help="png bits per sample: 8 or 16.", rich_help_panel=OUTPUT)
 ]
 Range = Annotated[
-    RangeMode,
-    typer.Option("--range", help="Float → pixel mapping for png.", rich_help_panel=OUTPUT),
+    str,
+    typer.Option(
+        "--range",
+        help="Float → pixel mapping: auto (by what the result is: image, signed, non-negative),"
+        " clip, minmax, abs, offset, LO,HI (values, e.g. -1,1) or pLO,pHI (percentiles, e.g."
+        " p1,p99).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+RangeScopeOpt = Annotated[
+    RangeScope,
+    typer.Option(
+        "--range-scope",
+        help="file: each output file its own mapping; input: one mapping for all files of an"
+        " input (side-by-side comparison).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Cmap = Annotated[
+    str | None,
+    typer.Option(
+        "--cmap",
+        help="Colour map for one-channel pictures: gray, viridis, magma, inferno, plasma,"
+        " cividis, coolwarm, rdbu.",
+        show_default=False,
+        rich_help_panel=OUTPUT,
+    ),
+]
+Threshold = Annotated[
+    str | None,
+    typer.Option(
+        "--threshold",
+        help="Binary 0/255 pictures: values above T are white; otsu picks T per file.",
+        show_default=False,
+        rich_help_panel=OUTPUT,
+    ),
+]
+Quality = Annotated[
+    int,
+    typer.Option("--quality", min=1, max=100, help="jpeg / webp quality.", rich_help_panel=OUTPUT),
+]
+CompressionOpt = Annotated[
+    Compression,
+    typer.Option("--compression", help="tiff compression (lossless).", rich_help_panel=OUTPUT),
+]
+Colorbar = Annotated[
+    bool,
+    typer.Option("--colorbar", help="Add a colour bar with its values to the montage.",
+                 rich_help_panel=OUTPUT),
+]  # fmt: skip
+CombineOpt = Annotated[
+    CombineOp | None,
+    typer.Option(
+        "--combine",
+        help="Reduce a bank's maps to one per channel (after the activation, before pooling):"
+        " magnitude (sobel → gradient magnitude), max (kirsch → Kirsch edges), min, mean, sum.",
+        show_default=False,
+        rich_help_panel=LAYER,
+    ),
 ]
 Montage = Annotated[
     bool,

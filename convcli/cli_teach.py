@@ -20,6 +20,10 @@ from convcli.cli_options import (
     Bias,
     BitDepth,
     CeilMode,
+    Cmap,
+    Colorbar,
+    Compression,
+    CompressionOpt,
     CountPad,
     Dilation,
     DryRun,
@@ -46,20 +50,24 @@ from convcli.cli_options import (
     PoolSize,
     PoolStride,
     Preview,
+    Quality,
     Quiet,
     Range,
     RangeMode,
+    RangeScope,
+    RangeScopeOpt,
     Recursive,
     Scheduler,
     SkipExisting,
     Stride,
+    Threshold,
     Workers,
 )  # fmt: skip
 
 PipelineArg = Annotated[
     Path,
     typer.Argument(
-        help="Pipeline YAML file: name, gray, stages (conv: / pool:), output.",
+        help="Pipeline YAML file: name, gray, stages (conv: / pool: / combine:), output.",
         exists=True, dir_okay=False, show_default=False,
     ),
 ]  # fmt: skip
@@ -115,7 +123,9 @@ class ExplainPool(StrEnum):
 _OUTPUT_PARAMS = {
     "out": "out", "format": "fmt", "bit_depth": "bit_depth", "range": "range_",
     "montage": "montage", "force": "force", "skip_existing": "skip_existing",
-    "preview": "preview", "save_stages": "save_stages",
+    "preview": "preview", "save_stages": "save_stages", "range_scope": "range_scope",
+    "cmap": "cmap", "threshold": "threshold", "quality": "quality",
+    "compression": "compression", "colorbar": "colorbar",
 }  # fmt: skip
 
 
@@ -139,6 +149,12 @@ def run(
     fmt: FormatOpt = None,
     bit_depth: BitDepth = 8,
     range_: Range = RangeMode.auto,
+    range_scope: RangeScopeOpt = RangeScope.file,
+    cmap: Cmap = None,
+    threshold: Threshold = None,
+    quality: Quality = 90,
+    compression: CompressionOpt = Compression.none,
+    colorbar: Colorbar = False,
     montage: Montage = False,
     force: Force = False,
     skip_existing: SkipExisting = False,
@@ -171,15 +187,15 @@ def run(
         "force": force, "skip_existing": skip_existing, "preview": preview, "json_": json_,
         "dry_run": dry_run, "quiet": quiet, "recursive": recursive, "include": include,
         "exclude": exclude, "workers": workers, "manifest": manifest, "executor": executor,
-        "scheduler": scheduler, "save_stages": save_stages,
+        "scheduler": scheduler, "save_stages": save_stages, "range_scope": range_scope,
+        "cmap": cmap, "threshold": threshold, "quality": quality, "compression": compression,
+        "colorbar": colorbar,
     }  # fmt: skip
     for key, value in pf.output.items():
         param = _OUTPUT_PARAMS[key]
         if _from_default(ctx, param):
             if key == "format":
                 value = Format(value)
-            elif key == "range":
-                value = RangeMode(value)
             o[param] = value
     if o["save_stages"] and o["out"] == "-":
         raise ParameterError("--save-stages writes files; it cannot be used with -o -")

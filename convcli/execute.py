@@ -57,6 +57,13 @@ def execute(
     pipeline.validate()
     if out.bit_depth not in (8, 16):
         raise ParameterError(f"--bit-depth must be 8 or 16, got {out.bit_depth}")
+    from convcli.imageio.write import check_picture_options
+
+    check_picture_options(
+        out.fmt if out.fmt not in (None, "keep") else "png", bit_depth=out.bit_depth,
+        range_mode=out.range_mode, range_scope=out.range_scope, cmap=out.cmap,
+        threshold=out.threshold, quality=out.quality, compression=out.compression,
+    )  # fmt: skip
     if out.out == "-" and rep.json:
         raise ParameterError("-o - writes the image to stdout; --json cannot share it")
     if inputs.count("-") > 1:
@@ -94,11 +101,9 @@ def execute(
         elif rep.json:
             print(json.dumps(outcome.report or {}, indent=2, ensure_ascii=False))
         elif not rep.quiet and outcome.result is not None:
-            _print_single(con, outcome, out, rep)
+            _print_single(con, outcome, out, rep, pipeline.stages)
         elif not rep.quiet:  # skipped (--skip-existing): nothing was computed
             con.print(f"{outcome.input}: {outcome.status} ({', '.join(outcome.outputs)})")
-        elif rep.preview and outcome.result is not None:
-            _print_preview(con, outcome, out)
     else:
         import time
 
@@ -168,7 +173,9 @@ def _failed_json(o: Outcome) -> dict[str, Any]:
     return {"input": o.input, "status": o.status, "error": o.error}
 
 
-def _print_single(con: Console, outcome: Outcome, out: OutputOptions, rep: ReportOptions) -> None:
+def _print_single(
+    con: Console, outcome: Outcome, out: OutputOptions, rep: ReportOptions, stages: tuple = ()
+) -> None:
     from convcli.report import report
 
     assert outcome.result is not None
@@ -183,34 +190,59 @@ def _print_single(con: Console, outcome: Outcome, out: OutputOptions, rep: Repor
         for f in stage_files:
             con.print(f"  {escape(f)}")
     if rep.preview:
-        _print_preview(con, outcome, out)
+        _print_preview(con, outcome, out, stages)
 
 
-def _print_preview(con: Console, outcome: Outcome, out: OutputOptions) -> None:
+def _print_preview(con: Console, outcome: Outcome, out: OutputOptions, stages: tuple = ()) -> None:
     if not con.is_terminal:
         con.print("(--preview draws in a terminal; this output is not one)", style="dim")
         return
-    _draw_preview(con, outcome, out)
+    _draw_preview(con, outcome, out, stages)
 
 
-def _draw_preview(con: Console, outcome: Outcome, out: OutputOptions) -> None:
+#: Most pictures ``--preview`` draws.
+PREVIEW_MAX = 8
+
+
+def _draw_preview(con: Console, outcome: Outcome, out: OutputOptions, stages: tuple = ()) -> None:
+    """Every picture written (up to :data:`PREVIEW_MAX`), each under its file name; for
+    array formats, every map mapped as a picture would be."""
+    import numpy as np
+
     from convcli.imageio import to_pixels
-    from convcli.report import preview
+    from convcli.report import map_names, preview
 
     result = outcome.result
     if result is None or result.maps is None:
         return
-    maps = result.maps
-    if result.layout == "image" and maps.shape[0] <= 4:
-        picture = maps
-    elif result.layout.startswith("bank:"):
-        n = int(result.layout.split(":")[1])
-        picture = maps[: maps.shape[0] // n]
+    pictures: list[tuple[str, np.ndarray]] = []
+    write = outcome.write
+    files = [
+        p for p in getattr(write, "paths", [])
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and str(p) != "-"
+    ]  # fmt: skip
+    if files:
+        from PIL import Image
+
+        for p in files[: PREVIEW_MAX + 1]:
+            with Image.open(p) as img:
+                px = np.asarray(img.convert("RGBA" if "A" in img.mode else "RGB"))
+            pictures.append((p.name, np.moveaxis(px, -1, 0)))
     else:
-        picture = maps[:1]
-    pixels, _ = to_pixels(picture, range_mode=out.range_mode)
+        from convcli.imageio.tone import hint_of_stages
+
+        hint = hint_of_stages(stages)
+        names = map_names(result)
+        for i, m in enumerate(result.maps[: PREVIEW_MAX + 1]):
+            pictures.append((names[i], to_pixels(m, range_mode=out.range_mode, hint=hint)[0]))
+    n = min(len(pictures), PREVIEW_MAX)
     width = max(8, min(con.width, 100))
-    con.print(preview(pixels, max_width=width, max_height=40))
+    height = max(8, 40 // max(1, (n + 1) // 2))
+    for name, px in pictures[:PREVIEW_MAX]:
+        con.print(name, style="bold", markup=False)
+        con.print(preview(px, max_width=width, max_height=height))
+    if len(pictures) > PREVIEW_MAX:
+        con.print(f"(first {PREVIEW_MAX} pictures shown)", style="dim")
 
 
 def summary_counts(outcomes: list[Outcome]) -> dict[str, Any]:

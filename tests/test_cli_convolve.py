@@ -430,7 +430,7 @@ def test_o_with_a_bank_needs_a_folder(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-o", "blurred.jpg"], "cannot write jpg files"),
+        (["-o", "blurred.gif"], "cannot write gif files"),  # was .jpg, before jpeg output
         (["-o", "b.png", "--format", "npy"], "disagree"),
         (["-o", "-", "--montage"], "--montage needs a folder"),
     ],
@@ -480,11 +480,14 @@ def test_json_report_has_every_field_with_the_right_numbers(rgb_png: Path) -> No
     assert r["outputs"] == [
         "convcli-out/rgb.sobel-maxpool.sobel-x.png", "convcli-out/rgb.sobel-maxpool.sobel-y.png"
     ]  # fmt: skip
-    # was one shared minmax mapping (old auto); now each file is mapped on its own, signed
-    assert r["mapping"]["range"] == "signed" and r["mapping"]["lo"] == -r["mapping"]["hi"]
+    # was one shared minmax mapping (old auto); now each file is mapped on its own: signed
+    # (0 at mid-grey), or non-negative where max pooling left no negative value
     assert [m["file"] for m in r["mappings"]] == r["outputs"]
     maps = {m["name"]: m for m in r["maps"]}
     for m, axis in zip(r["mappings"], "xy", strict=True):
+        lows = [maps[f"sobel-{axis}:{c}"]["min"] for c in "RGB"]
+        assert m["range"] == ("signed" if min(lows) < 0 else "nonneg")
+        assert m["lo"] == (-m["hi"] if m["range"] == "signed" else 0)
         top = max(max(-maps[f"sobel-{axis}:{c}"]["min"], maps[f"sobel-{axis}:{c}"]["max"])
                   for c in "RGB")  # fmt: skip
         assert 0 < m["hi"] <= top

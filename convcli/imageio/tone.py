@@ -15,7 +15,8 @@ stages that made it (:func:`hint_of_stages`), not only its numbers:
   hair outside [0, 1] from round-off (1.0000001) changes nothing.
 - ``signed`` — zero-sum kernels, layers, a bias: symmetric around 0 (0 is
   mid-grey) with a robust scale, the 99.5th percentile of ``|x|``, so one hot
-  pixel cannot wash out the picture.
+  pixel cannot wash out the picture. (A signed result without one negative
+  value, such as the max over a compass bank, maps as non-negative.)
 - ``nonneg`` — after relu / abs / sigmoid, a magnitude: 0 is black, the
   99.5th percentile is white.
 
@@ -435,6 +436,9 @@ def _auto(values: np.ndarray, hint: Hint | None, ext: Extent) -> ToneMap:
             return ToneMap("image", 0.0, 0.0, 1.0, "auto")
         hint = "nonneg" if ext.vmin >= 0 else "signed"
         note = "values far outside [0, 1]; "
+    if hint == "signed" and ext.vmin >= 0:  # e.g. the max over a compass bank: no sign to show
+        hint = "nonneg"
+        note = "no negative values; "
     p = f"{ROBUST_PERCENTILE:g}th percentile"
     if hint == "signed":
         scale = _robust_high(np.abs(sample(values)), ext.amax)

@@ -419,7 +419,7 @@ def write_feature_maps(
         montage=montage,
         labels=labels,
     )
-    spec, cmap, thr = _check_picture_options(
+    spec, cmap, thr = check_picture_options(
         fmt, bit_depth=bit_depth, range_mode=range_mode, range_scope=range_scope, cmap=cmap,
         threshold=threshold, quality=quality, compression=compression,
     )  # fmt: skip
@@ -477,7 +477,7 @@ def write_feature_maps(
     return WriteResult(list(planned), mapping, planned, mappings, notes)
 
 
-def _check_picture_options(
+def check_picture_options(
     fmt: str,
     *,
     bit_depth: int,
@@ -488,7 +488,12 @@ def _check_picture_options(
     quality: int,
     compression: str,
 ) -> tuple[RangeSpec, str | None, float | str | None]:
-    """Check the picture options before anything is computed: (range, cmap name, threshold)."""
+    """Check the picture options before anything is computed: (range, cmap name, threshold).
+
+    Raises :class:`~convcli.errors.ParameterError` for a bad range, scope, colour
+    map, threshold, quality or compression, or options that cannot go together
+    (jpeg/webp or a colour map with 16 bits).
+    """
     if bit_depth not in (8, 16):
         raise ParameterError(f"bit depth must be 8 or 16, not {bit_depth!r}")
     spec = parse_range(range_mode)
