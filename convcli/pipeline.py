@@ -168,8 +168,18 @@ class Pipeline:
                 f"alpha must be one of {', '.join(ALPHA_MODES)}; got {self.alpha!r}"
             )
         result_dtype(np.zeros(1, np.float32), self.dtype)
-        for stage in self.stages:
+        members = 1  # a combine stage needs a bank (several maps per channel) before it
+        for i, stage in enumerate(self.stages, 1):
             stage.validate()
+            if isinstance(stage, ConvStage) and stage.kernel.kind != "2d":
+                members = stage.kernel.weights.shape[0]
+            elif isinstance(stage, CombineStage):
+                if members < 2:
+                    raise ParameterError(
+                        f"stage {i} (combine {stage.op}): needs a bank before it (several maps"
+                        " per channel, e.g. -k sobel or -k kirsch)"
+                    )
+                members = 1
 
 
 @dataclass

@@ -19,7 +19,6 @@ from PIL import Image, features
 from convcli.errors import ImageError, OutputError, ParameterError
 from convcli.imageio import (
     ImageData,
-    MapImage,
     WriteResult,
     check_outputs,
     encode_png16,

@@ -185,5 +185,5 @@ def _fast_pixels(
         return clipped
 
     clipped = sum(parallel.run_tasks(convert, bounds, values=n))
-    pixels = pixels.reshape(x.shape)
-    return pixels, with_counts(tone, clipped / n, levels_used(pixels, full))
+    shaped = pixels.reshape(x.shape)
+    return shaped, with_counts(tone, clipped / n, levels_used(shaped, full))

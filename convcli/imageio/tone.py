@@ -283,7 +283,8 @@ def hint_of_stages(stages: Sequence[Stage]) -> Hint:
         kind = getattr(stage, "kind", "")
         if kind == "conv":
             opts: Mapping[str, Any] = stage.options()
-            state = _after_weights(state, np.asarray(stage.kernel.weights, dtype=np.float64))
+            weights = getattr(stage, "kernel").weights  # noqa: B009 - any stage with a kernel
+            state = _after_weights(state, np.asarray(weights, dtype=np.float64))
             if _nonzero_bias(opts.get("bias")):
                 state = "signed"
             state = _after_activation(state, str(opts.get("activation") or "none"))
@@ -436,7 +437,7 @@ def _auto(values: np.ndarray, hint: Hint | None, ext: Extent) -> ToneMap:
             return ToneMap("image", 0.0, 0.0, 1.0, "auto")
         hint = "nonneg" if ext.vmin >= 0 else "signed"
         note = "values far outside [0, 1]; "
-    if hint == "signed" and ext.vmin >= 0:  # e.g. the max over a compass bank: no sign to show
+    if hint == "signed" and ext.vmin >= 0 and ext.vmax > 0:  # e.g. max over a compass bank
         hint = "nonneg"
         note = "no negative values; "
     p = f"{ROBUST_PERCENTILE:g}th percentile"
@@ -561,10 +562,11 @@ def _blank_cause(stage_options: Sequence[Mapping[str, Any]], zero: bool) -> str:
         act = str(opts.get("activation") or "none").partition(":")[0]
         bias = opts.get("bias")
         if zero and act == "relu" and _nonzero_bias(bias) and np.all(np.asarray(bias) < 0):
-            b = bias if np.ndim(bias) == 0 else list(np.asarray(bias).tolist())
+            values = np.asarray(bias, dtype=np.float64)
+            shown = _num(float(values)) if values.ndim == 0 else str(values.tolist())
             return (
-                f"likely the bias ({_num(float(b)) if np.ndim(bias) == 0 else b}) pushes every"
-                " response below 0 before relu sets it to 0 (try a smaller bias)"
+                f"likely the bias ({shown}) pushes every response below 0 before relu sets it"
+                " to 0 (try a smaller bias)"
             )
         if zero and act == "relu":
             return "relu set every response to 0 (no response is positive here)"
