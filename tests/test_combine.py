@@ -210,3 +210,12 @@ def test_combine_without_a_bank_is_a_usage_error(
     assert exit_info.value.code == 2
     assert "stage 2 (combine max): needs a bank before it" in " ".join(err.split())
     assert not Path("convcli-out").exists()
+
+
+def test_shape_command_with_combine_option(tmp_path: Path) -> None:
+    r = json.loads(
+        ok("shape", "--input", "3x32x32", "-k", "sobel", "--combine", "magnitude", "--pool", "max",
+           "--json").stdout
+    )  # fmt: skip
+    assert [s["kind"] for s in r["stages"]] == ["conv", "combine", "pool"]
+    assert r["out_shape"] == [3, 16, 16]

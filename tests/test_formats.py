@@ -308,3 +308,22 @@ def test_preview_draws_every_map_labelled_and_nothing_under_quiet(tmp_path: Path
               "q"], env=ENV,
     )  # fmt: skip
     assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_pipeline_output_section_sets_the_picture_options(tmp_path: Path) -> None:
+    Path("p.yaml").write_text(
+        "gray: true\nstages:\n  - conv: sobel\n  - combine: magnitude\n"
+        "output: {format: webp, quality: 80, cmap: magma, range: 'p1,p99', range_scope: input}\n",
+        encoding="utf-8",
+    )
+    r = json.loads(ok("run", "p.yaml", SAMPLES / "camera.png", "-o", "o", "--json").stdout)
+    assert r["outputs"] == ["o/camera.p.webp"]
+    assert r["mapping"]["range"] == "percentile" and r["mapping"]["cmap"] == "magma"
+    with Image.open("o/camera.p.webp") as im:
+        assert im.format == "WEBP" and im.mode == "RGB"
+    Path("q.yaml").write_text(
+        "stages:\n  - pool: max\noutput: {threshold: half}\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(app, ["run", "q.yaml", str(SAMPLES / "camera.png")], env=ENV)
+    assert result.exit_code != 0
+    assert "q.yaml:3: output: threshold must be a number or 'otsu'" in str(result.exception)
