@@ -216,9 +216,7 @@ def mapping_text(m: MapImage, n_files: int = 1, fmt: str = "png") -> str:
 def mappings_text(write: WriteResult) -> Text:
     """One line when every picture shares a mapping, else one line per file."""
     maps = list(write.mappings) or ([write.mapping] if write.mapping is not None else [])
-    fmt = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(
-        write.planned[0].suffix.lower() if write.planned else "", "png"
-    )
+    fmt = getattr(write, "fmt", "") or "png"
     if len(maps) <= 1 or all(m == maps[0] for m in maps):
         return Text(mapping_text(maps[0], len(maps), fmt), style="dim")
     text = Text(f"{fmt} mappings, one per file:", style="dim")

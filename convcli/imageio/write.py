@@ -52,6 +52,8 @@ class WriteResult:
         One mapping per picture, in the order of ``planned`` (empty for tiff/npy/npz).
     notes : list of str
         Options that did not apply to some pictures (a colour map on an RGB picture ...).
+    fmt : str
+        The format written (``png``, ``jpeg``, ... ; empty for a dry run).
     """
 
     paths: list[Path] = field(default_factory=list)
@@ -59,6 +61,7 @@ class WriteResult:
     planned: list[Path] = field(default_factory=list)
     mappings: list[ToneMap] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fmt: str = ""
 
 
 @dataclass(frozen=True)
@@ -470,11 +473,11 @@ def write_feature_maps(
         encoders[0][1](buf)
         sys.stdout.buffer.write(buf.getvalue())
         sys.stdout.buffer.flush()
-        return WriteResult([Path("-")], mapping, planned, mappings, notes)
+        return WriteResult([Path("-")], mapping, planned, mappings, notes, fmt)
 
     check_outputs(planned, force=force, inputs=inputs)
     _commit(encoders)
-    return WriteResult(list(planned), mapping, planned, mappings, notes)
+    return WriteResult(list(planned), mapping, planned, mappings, notes, fmt)
 
 
 def check_picture_options(
