@@ -251,7 +251,7 @@ class StageGeometry:
     input image, given the incoming values ``rf_in`` / ``jump_in``.
     """
 
-    kind: Literal["conv", "pool"]
+    kind: Literal["conv", "pool", "combine"]
     in_shape: tuple[int, int, int]
     out_shape: tuple[int, int, int]
     kernel_hw: Pair
@@ -421,6 +421,36 @@ def pool_geometry(
     )  # fmt: skip
 
 
+def combine_geometry(
+    in_shape: tuple[int, int, int],
+    members: int,
+    *,
+    rf_in: Pair = (1, 1),
+    jump_in: Pair = (1, 1),
+) -> StageGeometry:
+    """Geometry of combining a bank: ``n·C`` maps of ``members`` = n per channel → ``C``.
+
+    One read per incoming value; the size, receptive field and stride do not change.
+
+    >>> combine_geometry((6, 10, 12), 2).out_shape
+    (3, 10, 12)
+    """
+    c, h, w = in_shape
+    if members < 2:
+        raise ShapeError(
+            f"combine needs a bank before it (several maps per channel, e.g. -k sobel);"
+            f" the {c} incoming map{'s are' if c != 1 else ' is'} one per channel"
+        )
+    if c % members:
+        raise ShapeError(f"{c} maps do not split into {members} bank members")
+    fy = _axis("H", h, 1, 1, 1, 0, 0, False, True)
+    fx = _axis("W", w, 1, 1, 1, 0, 0, False, True)
+    return StageGeometry(
+        "combine", (c, h, w), (c // members, h, w), (1, 1), (1, 1), (1, 1), (0, 0, 0, 0),
+        (fy, fx), 0, c * h * w, rf_in, jump_in,
+    )  # fmt: skip
+
+
 def _check_padded_size(c: int, h: int, w: int, pad: Pad4) -> None:
     ph, pw = h + pad[0] + pad[1], w + pad[2] + pad[3]
     if max(c, 1) * ph * pw > MAX_VALUES:
@@ -446,6 +476,7 @@ __all__ = [
     "AxisFormula",
     "StageGeometry",
     "as_pair",
+    "combine_geometry",
     "conv_geometry",
     "conv_output_size",
     "effective_size",

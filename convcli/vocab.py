@@ -148,12 +148,19 @@ def parse_activation(spec: object) -> tuple[Activation, float]:
 
 
 class Format(Word):
-    """Output file formats, with their file extensions (the first is the one written)."""
+    """Output file formats, with their file extensions (the first is the one written).
+
+    ``keep`` is not a file format but a choice: each input's own format where
+    convcli writes it (jpeg, webp, tiff), else png (:meth:`kept_for`).
+    """
 
     png = "png"
+    jpeg = "jpeg"
+    webp = "webp"
     tiff = "tiff"
     npy = "npy"
     npz = "npz"
+    keep = "keep"
 
     @property
     def extensions(self) -> tuple[str, ...]:
@@ -161,12 +168,19 @@ class Format(Word):
 
     @property
     def extension(self) -> str:
+        if self is Format.keep:
+            raise ValueError("--format keep has no extension of its own")
         return self.extensions[0]
 
     @property
     def is_picture(self) -> bool:
-        """Written as pixels (through a range mapping), not as raw float arrays."""
-        return self in (Format.png,)
+        """Written as 8/16-bit pixels (through a range mapping), not as raw floats."""
+        return self in (Format.png, Format.jpeg, Format.webp)
+
+    @property
+    def is_lossy(self) -> bool:
+        """8-bit only, with a quality setting."""
+        return self in (Format.jpeg, Format.webp)
 
     @classmethod
     def of_extension(cls, ext: str) -> Format | None:
@@ -177,12 +191,27 @@ class Format(Word):
                 return member
         return None
 
+    @classmethod
+    def kept_for(cls, source: str) -> Format:
+        """``--format keep``: the format of input ``source`` where convcli writes it, else png.
+
+        >>> Format.kept_for("a/photo.JPG"), Format.kept_for("scan.bmp")
+        (<Format.jpeg: 'jpeg'>, <Format.png: 'png'>)
+        """
+        import os
+
+        found = cls.of_extension(os.path.splitext(source)[1])
+        return found if found in (cls.jpeg, cls.webp, cls.tiff) else cls.png
+
 
 _FORMAT_EXTENSIONS = {
     "png": (".png",),
+    "jpeg": (".jpg", ".jpeg"),
+    "webp": (".webp",),
     "tiff": (".tif", ".tiff"),
     "npy": (".npy",),
     "npz": (".npz",),
+    "keep": (),
 }
 
 #: Extensions of the images convcli reads (folders are searched for these).
@@ -197,6 +226,44 @@ class RangeMode(Word):
     minmax = "minmax"
     abs = "abs"
     offset = "offset"
+
+
+class RangeScope(Word):
+    """Which files share one float → pixel mapping."""
+
+    file = "file"  # each output file its own
+    input = "input"  # every file of one input the same (side-by-side comparison)
+
+
+class Colormap(Word):
+    """Colour maps for one-channel pictures (tables from the ``cmap`` package)."""
+
+    gray = "gray"
+    viridis = "viridis"
+    magma = "magma"
+    inferno = "inferno"
+    plasma = "plasma"
+    cividis = "cividis"
+    coolwarm = "coolwarm"
+    rdbu = "rdbu"
+
+
+class Compression(Word):
+    """Lossless TIFF compression."""
+
+    none = "none"
+    lzw = "lzw"
+    deflate = "deflate"
+
+
+class CombineOp(Word):
+    """How a bank's maps are reduced to one map per input channel."""
+
+    magnitude = "magnitude"
+    max = "max"
+    min = "min"
+    mean = "mean"
+    sum = "sum"
 
 
 class Alpha(Word):
@@ -240,10 +307,15 @@ _WHAT = {
     "DType": "dtype",
     "Executor": "executor",
     "Normalize": "normalize",
+    "RangeScope": "range scope",
+    "Colormap": "colour map",
+    "Compression": "compression",
+    "CombineOp": "combine",
 }
 
 #: Accepted alternative spellings, by set (keys already lower-case, ``_`` → ``-``).
 _SPELLINGS: dict[str, dict[str, str]] = {
     "Activation": {"leakyrelu": "leaky-relu"},
-    "Format": {"tif": "tiff"},
+    "Format": {"tif": "tiff", "jpg": "jpeg"},
+    "Colormap": {"grey": "gray", "greys": "gray", "rd-bu": "rdbu"},
 }

@@ -26,19 +26,27 @@ run pool samples/chelsea.jpg --op avg --size 2 -o "$out/chelsea.png"
 # Blur: a 9x9 Gaussian, sigma 3, on every colour channel (one RGB picture).
 run convolve "$out/chelsea.png" -k gaussian:9:3 -o "$out/chelsea.blur.png"
 
-# Edges: Sobel x on the luma, |x|, values above 1 clipped to white.
-run convolve "$out/chelsea.png" -k sobel-x --gray --activation abs --range clip \
-    -o "$out/chelsea.edges.png"
+# Sharpen: the kernel sums to 1, so the result maps like the photo (clipped to [0, 1]).
+run convolve "$out/chelsea.png" -k sharpen -o "$out/chelsea.sharpen.png"
 
-# Emboss: 0 lands on mid-grey (auto range: min-max of the result).
+# Edges: the gradient magnitude sqrt(gx^2 + gy^2) of the Sobel pair on the luma
+# (auto: 0 black, the 99.5th percentile white).
+run convolve "$out/chelsea.png" -k sobel --gray --combine magnitude -o "$out/chelsea.edges.png"
+
+# Binary edges: the same magnitude, thresholded by Otsu's method.
+run convolve "$out/chelsea.png" -k sobel --gray --combine magnitude --threshold otsu \
+    -o "$out/chelsea.edges-otsu.png"
+
+# Emboss: sums to 1 as well, so flat areas keep their grey and the relief is clipped.
 run convolve "$out/chelsea.png" -k emboss --gray -o "$out/chelsea.emboss.png"
 
 # Feature maps: the 4-kernel compass bank (kernels/compass-bank.yaml), ReLU, 2x2 max
-# pool -> 4 maps of 112x75; --montage draws them as one labelled grid.
+# pool -> 4 maps of 112x75; --montage draws them as one labelled grid, here in viridis
+# with one mapping for all maps (--range-scope input) and a colour bar of its values.
 maps="$(mktemp -d)"
 trap 'rm -rf "$maps"' EXIT
 run convolve "$out/chelsea.png" -k kernels/compass-bank.yaml --gray --activation relu \
-    --pool max --montage -o "$maps"
+    --pool max --montage --cmap viridis --range-scope input --colorbar -o "$maps"
 mv "$maps/chelsea.compass-maxpool.montage.png" "$out/chelsea.compass-montage.png"
 
 ls -l "$out"

@@ -314,15 +314,18 @@ def test_range_policies_map_floats_to_the_promised_pixels(policy: str, grey_png:
     if policy == "clip":
         v = np.clip(x, 0, 1)
         assert mapping["clipped_fraction"] == pytest.approx(np.mean((x < 0) | (x > 1)))
-    elif policy in ("minmax", "auto"):
+    elif policy == "minmax":
         v = (x - x.min()) / (x.max() - x.min())
-        assert mapping["range"] == "minmax"  # auto: values outside [0, 1]
+    elif policy == "auto":  # was minmax (old rule); now a zero-sum kernel's result is signed
+        m = np.percentile(np.abs(x), 99.5)
+        v = np.clip(0.5 + x / (2 * m), 0, 1)
+        assert mapping["range"] == "signed" and mapping["hi"] == pytest.approx(m, rel=1e-5)
     elif policy == "abs":
         a = np.abs(x)
         v = (a - a.min()) / (a.max() - a.min())
     else:
         v = 0.5 + x / (2 * np.abs(x).max())
-    assert mapping["range"] == ("minmax" if policy == "auto" else policy)
+    assert mapping["range"] == ("signed" if policy == "auto" else policy)
     got = pixels(Path("e.png"))
     assert np.abs(got - np.floor(v * 255 + 0.5)).max() <= 1  # float32 vs float64 rounding
     assert np.mean(got == np.floor(v * 255 + 0.5)) > 0.95
@@ -331,9 +334,10 @@ def test_range_policies_map_floats_to_the_promised_pixels(policy: str, grey_png:
         assert zero.any() and (got[zero] == 128).all()
 
 
-def test_auto_range_is_identity_for_values_in_0_1(rgb_png: Path) -> None:
+def test_auto_range_maps_a_blur_like_an_image(rgb_png: Path) -> None:
+    # was "identity" (old rule: values in [0, 1]); a blur's result is an image now by its kernel
     result = ok("convolve", rgb_png, "-k", "gaussian", "-o", "g.png", "--json")
-    assert json.loads(result.stdout)["mapping"]["range"] == "identity"
+    assert json.loads(result.stdout)["mapping"]["range"] == "image"
 
 
 # --------------------------------------------------------------------------- layouts
@@ -427,7 +431,7 @@ def test_o_with_a_bank_needs_a_folder(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-o", "blurred.jpg"], "cannot write jpg files"),
+        (["-o", "blurred.gif"], "cannot write gif files"),  # was .jpg, before jpeg output
         (["-o", "b.png", "--format", "npy"], "disagree"),
         (["-o", "-", "--montage"], "--montage needs a folder"),
     ],
@@ -477,8 +481,17 @@ def test_json_report_has_every_field_with_the_right_numbers(rgb_png: Path) -> No
     assert r["outputs"] == [
         "convcli-out/rgb.sobel-maxpool.sobel-x.png", "convcli-out/rgb.sobel-maxpool.sobel-y.png"
     ]  # fmt: skip
-    assert r["mapping"]["range"] == "minmax"
-    assert r["mapping"]["lo"] == pytest.approx(min(m["min"] for m in r["maps"]))
+    # was one shared minmax mapping (old auto); now each file is mapped on its own: signed
+    # (0 at mid-grey), or non-negative where max pooling left no negative value
+    assert [m["file"] for m in r["mappings"]] == r["outputs"]
+    maps = {m["name"]: m for m in r["maps"]}
+    for m, axis in zip(r["mappings"], "xy", strict=True):
+        lows = [maps[f"sobel-{axis}:{c}"]["min"] for c in "RGB"]
+        assert m["range"] == ("signed" if min(lows) < 0 else "nonneg")
+        assert m["lo"] == (-m["hi"] if m["range"] == "signed" else 0)
+        top = max(max(-maps[f"sobel-{axis}:{c}"]["min"], maps[f"sobel-{axis}:{c}"]["max"])
+                  for c in "RGB")  # fmt: skip
+        assert 0 < m["hi"] <= top
     assert r["dry_run"] is False
     assert all(Path(p).is_file() for p in r["outputs"])
 
@@ -503,7 +516,8 @@ def test_rich_report_tells_shapes_formulas_mapping_and_files(rgb_png: Path) -> N
         "floor((9 + 2·1 - 1·(3-1) - 1) / 2) + 1 = 5",
         "padding top 1, bottom 1, left 1, right 1 (reflect)",
         "receptive field 5 px, effective stride 4",
-        "png mapping: minmax:",
+        "png mappings, one per file:",  # was "png mapping: minmax:" (old auto, one mapping)
+        "auto → signed, 0 = mid-grey",
         "wrote 2 files:",
         "convcli-out/rgb.sobel-maxpool.sobel-x.png",
         "sobel-y:B",

@@ -151,7 +151,7 @@ def test_json_report_of_a_pool() -> None:
     assert stage["params"] == 0 and stage["receptive_field"] == [3, 3]
     assert stage["effective_stride"] == [2, 2]
     assert r["out_shape"] == [1, 3, 3] and r["outputs"] == ["p.png"]
-    assert r["mapping"]["range"] == "identity"
+    assert r["mapping"]["range"] == "image"  # was "identity" (old auto rule)
 
 
 def test_rich_report_of_a_pool_uses_the_pool_formula() -> None:

@@ -71,5 +71,5 @@ def test_every_option_shows_a_value_name(helps: dict[str, str]) -> None:
     assert "--stride S|SH,SW" in helps["convolve"]
     assert "--padding PAD" in helps["convolve"]
     assert "--pad-mode zeros|constant|reflect|symmetric|replicate|circular" in helps["convolve"]
-    assert "--format png|tiff|npy|npz" in helps["convolve"]
+    assert "--format png|jpeg|webp|tiff|npy|npz|keep" in helps["convolve"]
     assert re.search(r"^  --flip\s{2,}True convolution", helps["convolve"], re.M)

@@ -19,7 +19,6 @@ from PIL import Image, features
 from convcli.errors import ImageError, OutputError, ParameterError
 from convcli.imageio import (
     ImageData,
-    MapImage,
     WriteResult,
     check_outputs,
     encode_png16,
@@ -521,17 +520,20 @@ def test_decompression_bomb(tmp_path, monkeypatch, limit):
 # --------------------------------------------------------------------------- to_pixels
 
 
-def test_identity_in_range():
+def test_auto_in_range_is_an_image():
+    # was: auto -> "identity" (old rule); the new auto calls values in [0, 1] an image
     x = np.array([0.0, 0.25, 0.5, 1.0])
     px, m = to_pixels(x)
     assert px.dtype == np.uint8 and px.tolist() == [0, 64, 128, 255]
-    assert m == MapImage("identity", 0.0, 0.0, 1.0)
+    assert (m.kind, m.lo, m.hi, m.clipped_fraction) == ("image", 0.0, 1.0, 0.0)
 
 
-def test_auto_out_of_range_is_minmax():
+def test_auto_signed_values_put_zero_at_mid_grey():
+    # was: auto -> minmax for values outside [0, 1]; the new auto maps signed values
+    # symmetrically (here the robust scale is the exact |x| maximum: three values)
     px, m = to_pixels(np.array([-2.0, 0.0, 2.0]))
     assert px.tolist() == [0, 128, 255]
-    assert (m.range_mode, m.lo, m.hi, m.clipped_fraction) == ("minmax", -2.0, 2.0, 0.0)
+    assert (m.kind, m.lo, m.hi, m.clipped_fraction) == ("signed", -2.0, 2.0, 0.0)
 
 
 def test_clip_counts_clipped():
@@ -586,8 +588,8 @@ def test_nan_and_inf():
     px, m = to_pixels(x, range_mode="minmax")
     assert px.tolist() == [0, 0, 128, 255, 255]
     assert m.clipped_fraction == pytest.approx(2 / 5) and (m.lo, m.hi) == (0.0, 1.0)
-    px, m = to_pixels(np.array([np.nan, 0.5]))
-    assert m.range_mode == "identity" and px.tolist() == [0, 128] and m.clipped_fraction == 0.5
+    px, m = to_pixels(np.array([np.nan, 0.5]))  # was "identity" under the old auto rule
+    assert m.kind == "image" and px.tolist() == [0, 128] and m.clipped_fraction == 0.5
 
 
 def test_shape_is_kept():
@@ -614,7 +616,8 @@ def test_png_8bit_roundtrip_and_names(tmp_path):
     res = write_feature_maps(maps, out=tmp_path, stem="cat", name="blur")
     assert isinstance(res, WriteResult)
     assert res.paths == [tmp_path / "cat.blur.png"] == res.planned
-    assert res.mapping == MapImage("identity", 0.0, 0.0, 1.0)
+    assert res.mapping is not None and res.mapping.kind == "image"  # was "identity" (old auto)
+    assert (res.mapping.lo, res.mapping.hi, res.mapping.clipped_fraction) == (0.0, 1.0, 0.0)
     back = load_image(res.paths[0])
     assert back.channels == "RGB" and back.mode == "RGB"
     np.testing.assert_array_equal(back.array, maps)
@@ -718,10 +721,15 @@ def test_maps_layout_zero_padded_indices(tmp_path):
         assert img.mode == "L"
 
 
-def test_one_mapping_for_all_files(tmp_path):
+def test_one_mapping_for_all_files_with_input_scope(tmp_path):
+    # was the default (one mapping for all files, old auto = minmax); now range_scope="input"
     maps = np.stack([np.zeros((2, 2)), np.full((2, 2), 4.0)])
-    res = write_feature_maps(maps, out=tmp_path, stem="s", name="k", layout="maps")
+    res = write_feature_maps(
+        maps, out=tmp_path, stem="s", name="k", layout="maps", range_mode="minmax",
+        range_scope="input",
+    )  # fmt: skip
     assert (res.mapping.range_mode, res.mapping.lo, res.mapping.hi) == ("minmax", 0.0, 4.0)
+    assert res.mappings == [res.mapping, res.mapping]
     assert read_image(res.paths[0]).max() == 0.0 and read_image(res.paths[1]).min() == 1.0
 
 
@@ -730,6 +738,7 @@ def test_range_mode_is_passed_on(tmp_path, mode):
     maps = np.array([[[-1.0, 0.0, 0.5]]])
     res = write_feature_maps(maps, out=tmp_path, stem="s", name="k", range_mode=mode)
     expected, mapping = to_pixels(maps, range_mode=mode)
+    assert mapping.kind == mode
     assert res.mapping == mapping
     np.testing.assert_array_equal(u8(read_image(res.paths[0])), expected)
 
@@ -759,8 +768,9 @@ def test_file_needs_one_output(tmp_path):
 
 
 def test_file_extension_unknown(tmp_path):
-    with pytest.raises(ParameterError, match=r"\.jpg"):
-        write_feature_maps(ramp(3), stem="s", name="k", file=tmp_path / "x.jpg")
+    # was ".jpg" (refused before jpeg output existed)
+    with pytest.raises(ParameterError, match=r"\.gif"):
+        write_feature_maps(ramp(3), stem="s", name="k", file=tmp_path / "x.gif")
 
 
 def test_stdout(monkeypatch):
@@ -787,7 +797,7 @@ def test_stdout_one_image_only(monkeypatch):
         ({"layout": "bank:x"}, "positive integer"),
         ({"layout": "maps", "labels": ["a"]}, "1 labels given for 6 maps"),
         ({"layout": "maps", "labels": ["a"] * 6}, "same file name"),
-        ({"fmt": "gif"}, "format must be one of png, tiff, npy, npz; got 'gif'"),
+        ({"fmt": "gif"}, "format must be one of png, jpeg, webp, tiff, npy, npz, keep; got 'gif'"),
         ({"layout": "maps", "bit_depth": 10}, "bit depth"),
         ({"layout": "maps", "range_mode": "x"}, "range mode"),
         ({}, "6 channels cannot form one png"),
@@ -851,7 +861,8 @@ def test_montage(tmp_path):
 def test_montage_tiles_are_normalised_each_on_its_own():
     row = np.linspace(0, 1, 64)
     maps = np.stack([np.tile(row, (64, 1)), np.tile(9 * row - 3, (64, 1))])
-    sheet = np.asarray(montage_image(maps, ["a", "b"], gap=4))
+    # was the montage default; tiles now follow the files' rule, so ask for minmax
+    sheet = np.asarray(montage_image(maps, ["a", "b"], gap=4, range_mode="minmax"))
     left = sheet[4 : 4 + 64, 4 : 4 + 64]
     right = sheet[4 : 4 + 64, 4 + 68 : 4 + 68 + 64]
     np.testing.assert_array_equal(left, right)

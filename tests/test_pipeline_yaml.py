@@ -225,8 +225,8 @@ ERRORS = [
      "p.yaml:3: output: unknown option 'fromat' (did you mean 'format'?)"),
     ("stages:\n  - pool: max\noutput:\n  bit_depth: 12\n",
      "p.yaml:4: output: bit_depth must be 8 or 16, got 12"),
-    ("stages:\n  - pool: max\noutput: {format: jpeg}\n",
-     "p.yaml:3: output: format must be one of png, tiff, npy, npz"),
+    ("stages:\n  - pool: max\noutput: {format: gif}\n",  # was jpeg, before jpeg output
+     "p.yaml:3: output: format must be one of png, jpeg, webp, tiff, npy, npz, keep"),
     ("stages:\n  - conv: {kernel: sobel, stride: 1, stride: 2}\n",
      "p.yaml:2: stage 1 (conv): 'stride' is given twice (first on line 2)"),
     ("stages:\n  - conv: {kernel: sobel\n", "p.yaml:3: not valid YAML"),

@@ -9,6 +9,7 @@ from convcli.cli.options import (
     AlphaOpt,
     Bias,
     CeilMode,
+    CombineOpt,
     CountPad,
     Dilation,
     DTypeOpt,
@@ -47,6 +48,7 @@ def convolve(
     bias: Bias = None,
     activation: ActivationOpt = None,
     groups: Groups = 1,
+    combine: CombineOpt = None,
     pool: PoolAfter = None,
     pool_size: PoolSize = "2",
     pool_stride: PoolStride = None,
@@ -66,7 +68,7 @@ def convolve(
       convcli convolve samples -k sobel --pool max
     """
     from convcli.cli.outputs import run_command
-    from convcli.pipeline import ConvStage, Pipeline, PoolStage, Stage, bank_of
+    from convcli.pipeline import CombineStage, ConvStage, Pipeline, PoolStage, Stage, bank_of
 
     k = bank_of(kernel, kernel_dirs=kernel_dir or ())
     stages: list[Stage] = [
@@ -75,6 +77,8 @@ def convolve(
             pad_mode=pad_mode.value, pad_value=pad_value, groups=groups, flip=flip, bias=bias,
         )
     ]  # fmt: skip
+    if combine is not None:
+        stages.append(CombineStage(combine.value))
     if pool is not None:
         stages.append(
             PoolStage(

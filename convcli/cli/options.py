@@ -23,12 +23,15 @@ import typer
 
 from convcli.vocab import (
     Alpha,
+    Colormap,
+    CombineOp,
+    Compression,
     DType,
     Executor,
     Format,
     PadMode,
     PoolOp,
-    RangeMode,
+    RangeScope,
     Word,
     parse_activation,
 )
@@ -104,6 +107,29 @@ def _positive(option: str) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _range(text: object) -> str:
+    from convcli.imageio.tone import parse_range
+
+    word = str(text).strip().lower()
+    parse_range(word)
+    return word
+
+
+def _threshold(text: object) -> float | str | None:
+    from convcli.imageio.write import parse_threshold
+
+    return parse_threshold(str(text))
+
+
+def _quality(text: object) -> int:
+    from convcli.errors import ParameterError
+
+    value = _positive("--quality")(str(text))
+    if value > 100:
+        raise ParameterError(f"--quality must be 1 to 100, got {value}")
+    return value
 
 
 def _bit_depth(text: object) -> int:
@@ -233,6 +259,18 @@ Bias = Annotated[
         help="Added after the convolution: one number, or one per output map.",
     ),
 ]
+CombineOpt = Annotated[
+    Any,
+    typer.Option(
+        "--combine",
+        parser=_wordp(CombineOp, "--combine"),
+        metavar="OP",
+        show_default=False,
+        help="Reduce a bank's maps to one per channel, after the activation and before"
+        " pooling: magnitude (sobel: the gradient magnitude), max (kirsch: Kirsch edges), min,"
+        " mean or sum.",
+    ),
+]
 ActivationOpt = Annotated[
     Any,
     typer.Option(
@@ -358,7 +396,13 @@ class OutputArgs:
     out: str = "convcli-out"
     fmt: Format | None = None
     bit_depth: int = 8
-    range_mode: RangeMode = RangeMode.auto
+    range_mode: str = "auto"
+    range_scope: RangeScope = RangeScope.file
+    cmap: Colormap | None = None
+    threshold: float | str | None = None
+    quality: int = 90
+    compression: Compression = Compression.none
+    colorbar: bool = False
     montage: bool = False
     force: bool = False
     skip_existing: bool = False
@@ -400,7 +444,9 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
                 show_default=False,
                 parser=_wordp(Format, "--format"),
                 metavar=_metavar(Format),
-                help="File format [default: png, or the -o file's extension]; tiff holds float32.",
+                help="File format [default: png, or the -o file's extension]: png, jpeg and webp"
+                " are pictures, tiff holds float32, npy/npz arrays; keep: each input's own format"
+                " (jpeg, webp, tiff; others png).",
             ),
         ],
         None,
@@ -420,16 +466,93 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     ),
     "range_mode": (
         Annotated[
-            RangeMode,
+            str,
             typer.Option(
                 "--range",
+                parser=_parser(_range),
+                metavar="MODE|LO,HI|pLO,pHI",
                 show_default=False,
-                parser=_wordp(RangeMode, "--range"),
-                metavar=_metavar(RangeMode),
-                help="How values become png pixel levels [default: auto].",
+                help="How values become picture levels: auto (by what the result is: an image"
+                " clips to 0..1, a signed response puts 0 at mid-grey, a non-negative one 0 at"
+                " black), clip, minmax, abs, offset, LO,HI (values, e.g. -1,1) or pLO,pHI"
+                " (percentiles, e.g. p1,p99) [default: auto].",
             ),
         ],
-        RangeMode.auto,
+        "auto",
+    ),
+    "range_scope": (
+        Annotated[
+            RangeScope,
+            typer.Option(
+                "--range-scope",
+                parser=_wordp(RangeScope, "--range-scope"),
+                metavar="file|input",
+                show_default=False,
+                help="file: each output file its own mapping; input: one mapping for all"
+                " files of an input, for side-by-side comparison [default: file].",
+            ),
+        ],
+        RangeScope.file,
+    ),
+    "cmap": (
+        Annotated[
+            Any,
+            typer.Option(
+                "--cmap",
+                parser=_wordp(Colormap, "--cmap"),
+                metavar="NAME",
+                show_default=False,
+                help=f"Colour map for one-channel pictures: {', '.join(Colormap.choices())}.",
+            ),
+        ],
+        None,
+    ),
+    "threshold": (
+        Annotated[
+            Any,
+            typer.Option(
+                "--threshold",
+                parser=_parser(_threshold),
+                metavar="T|otsu",
+                show_default=False,
+                help="Binary 0/255 pictures: mapped values above T are white; otsu picks T per"
+                " file.",
+            ),
+        ],
+        None,
+    ),
+    "quality": (
+        Annotated[
+            int,
+            typer.Option(
+                "--quality",
+                parser=_parser(_quality),
+                metavar="1-100",
+                show_default=False,
+                help="jpeg and webp quality [default: 90].",
+            ),
+        ],
+        90,
+    ),
+    "compression": (
+        Annotated[
+            Compression,
+            typer.Option(
+                "--compression",
+                parser=_wordp(Compression, "--compression"),
+                metavar=_metavar(Compression),
+                show_default=False,
+                help="Lossless tiff compression [default: none].",
+            ),
+        ],
+        Compression.none,
+    ),
+    "colorbar": (
+        Annotated[
+            bool,
+            typer.Option("--colorbar", help="Add a colour bar with its values to the montage."),
+        ],
+        False,
     ),
     "montage": (
         Annotated[

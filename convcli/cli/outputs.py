@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from convcli.cli.console import error_line, traceback_wanted
 from convcli.cli.options import OutputArgs
 from convcli.errors import ParameterError
-from convcli.vocab import INPUT_EXTENSIONS, Format, RangeMode
+from convcli.vocab import INPUT_EXTENSIONS, Colormap, Compression, Format, RangeScope
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,10 +35,21 @@ def run_command(
 
     fmt = _check_out(o)
     _check_terminals(inputs, o)
+    from convcli.imageio.write import check_picture_options
+
+    check_picture_options(
+        fmt.value if fmt not in (None, Format.keep) else "png", bit_depth=o.bit_depth,
+        range_mode=o.range_mode, range_scope=o.range_scope.value,
+        cmap=o.cmap.value if o.cmap else None, threshold=o.threshold, quality=o.quality,
+        compression=o.compression.value,
+    )  # fmt: skip
     out = OutputOptions(
         out=o.out, fmt=fmt.value if fmt else None, bit_depth=o.bit_depth,
-        range_mode=o.range_mode.value, montage=o.montage, force=o.force,
-        skip_existing=o.skip_existing, dry_run=o.dry_run, save_stages=save_stages,
+        range_mode=o.range_mode, range_scope=o.range_scope.value,
+        cmap=o.cmap.value if o.cmap else None, threshold=o.threshold, quality=o.quality,
+        compression=o.compression.value, colorbar=o.colorbar, montage=o.montage,
+        force=o.force, skip_existing=o.skip_existing, dry_run=o.dry_run,
+        save_stages=save_stages,
     )  # fmt: skip
     batch = BatchOptions(
         recursive=o.recursive, include=o.include, exclude=o.exclude, workers=o.workers,
@@ -140,7 +151,7 @@ def _run_single(plan: RunPlan, o: OutputArgs) -> int:
     elif o.json:
         print(json.dumps(outcome.report or {}, indent=2, ensure_ascii=False))
     elif not o.quiet and outcome.result is not None:
-        _print_single(con, outcome, o)
+        _print_single(con, outcome, o, plan.pipeline.stages)
     elif not o.quiet:  # skipped (--skip-existing): nothing was computed
         from rich.markup import escape
 
@@ -184,7 +195,7 @@ def _failed_json(o: Outcome) -> dict[str, Any]:
     return {"input": o.input, "status": o.status, "error": o.error}
 
 
-def _print_single(con: Console, outcome: Outcome, o: OutputArgs) -> None:
+def _print_single(con: Console, outcome: Outcome, o: OutputArgs, stages: Sequence[Any]) -> None:
     from rich.markup import escape
 
     from convcli.cli.report import report
@@ -199,36 +210,67 @@ def _print_single(con: Console, outcome: Outcome, o: OutputArgs) -> None:
         for f in stage_files:
             con.print(f"  {escape(f)}")
     if o.preview:
-        _print_preview(con, outcome, o)
+        _print_preview(con, outcome, o, stages)
 
 
-def _print_preview(con: Console, outcome: Outcome, o: OutputArgs) -> None:
+def _print_preview(con: Console, outcome: Outcome, o: OutputArgs, stages: Sequence[Any]) -> None:
     if not con.is_terminal:
         con.print("(--preview draws in a terminal; this output is not one)", style="dim")
         return
+    _draw_preview(con, outcome, o, stages)
+
+
+#: Most pictures ``--preview`` draws.
+PREVIEW_MAX = 8
+
+
+def _draw_preview(con: Console, outcome: Outcome, o: OutputArgs, stages: Sequence[Any]) -> None:
+    """Every picture written (up to :data:`PREVIEW_MAX`), each under its file name; for
+    array formats, every map mapped as a picture would be."""
+    import numpy as np
+
     from convcli.cli.report import preview
     from convcli.imageio import to_pixels
+    from convcli.run.records import map_names
 
     result = outcome.result
     if result is None or result.maps is None:
         return
-    maps = result.maps
-    if result.layout == "image" and maps.shape[0] <= 4:
-        picture = maps
-    elif result.layout.startswith("bank:"):
-        n = int(result.layout.split(":")[1])
-        picture = maps[: maps.shape[0] // n]
+    pictures: list[tuple[str, np.ndarray]] = []
+    files = [
+        p for p in getattr(outcome.write, "paths", [])
+        if str(p) != "-" and (f := Format.of_extension(p.suffix)) is not None and f.is_picture
+    ]  # fmt: skip
+    if files:
+        from PIL import Image
+
+        for p in files[: PREVIEW_MAX + 1]:
+            with Image.open(p) as img:
+                px = np.asarray(img.convert("RGBA" if "A" in img.mode else "RGB"))
+            pictures.append((p.name, np.moveaxis(px, -1, 0)))
     else:
-        picture = maps[:1]
-    pixels, _ = to_pixels(picture, range_mode=o.range_mode.value)
+        from convcli.pipeline.hint import hint_of_stages
+
+        hint = hint_of_stages(stages)
+        names = map_names(result)
+        for i, m in enumerate(result.maps[: PREVIEW_MAX + 1]):
+            pictures.append((names[i], to_pixels(m, range_mode=o.range_mode, hint=hint)[0]))
+    n = min(len(pictures), PREVIEW_MAX)
     width = max(8, min(con.width, 100))
-    con.print(preview(pixels, max_width=width, max_height=40))
+    height = max(8, 40 // max(1, (n + 1) // 2))
+    for name, px in pictures[:PREVIEW_MAX]:
+        con.print(name, style="bold", markup=False)
+        con.print(preview(px, max_width=width, max_height=height))
+    if len(pictures) > PREVIEW_MAX:
+        con.print(f"(first {PREVIEW_MAX} pictures shown)", style="dim")
 
 
 def with_pipeline_outputs(o: OutputArgs, defaults: dict[str, Any]) -> OutputArgs:
     """``o`` with a pipeline file's ``output:`` values for the options not given."""
     fields = {"format": "fmt", "range": "range_mode"}
-    words: dict[str, Any] = {"fmt": Format, "range_mode": RangeMode}
+    words: dict[str, Any] = {
+        "fmt": Format, "range_scope": RangeScope, "cmap": Colormap, "compression": Compression
+    }  # fmt: skip
     changes: dict[str, Any] = {}
     for key, value in defaults.items():
         name = fields.get(key, key)

@@ -50,6 +50,12 @@ def _how(record: StageRecord) -> Text:
     g = record.geometry
     lines = Text()
     fy, fx = g.formulas
+    if record.kind == "combine":
+        n = int(record.options.get("members", 1))
+        c_out = g.out_shape[0]
+        lines.append(f"{c_out}·{n} maps → {c_out}: ", style="cyan")
+        lines.append(f"{record.name} of each channel's {n} bank maps; size unchanged", style="dim")
+        return lines
     if record.name.startswith("global"):
         lines.append(f"whole {fy.size_in}×{fx.size_in} map → 1×1", style="cyan")
         return lines
@@ -77,6 +83,8 @@ def _how(record: StageRecord) -> Text:
 def _params_text(record: StageRecord) -> str:
     o = record.options
     g = record.geometry
+    if record.kind == "combine":
+        return f"{g.out_shape[0]}·{o.get('members', 1)} maps → {g.out_shape[0]}"
     parts = [f"stride {_pair(g.stride)}"]  # the kernel size is in the description
     if record.kind == "conv":
         if g.dilation != (1, 1):
@@ -177,6 +185,20 @@ def stats_table(result: Result) -> Table:
     return table
 
 
+def mappings_text(write: WriteResult) -> Text:
+    """One line when every picture shares a mapping, else one line per file."""
+    maps = list(write.mappings) or ([write.mapping] if write.mapping is not None else [])
+    fmt = getattr(write, "fmt", "") or "png"
+    if len(maps) <= 1 or all(m == maps[0] for m in maps):
+        return Text(mapping_text(maps[0], len(maps), fmt), style="dim")
+    text = Text(f"{fmt} mappings, one per file:", style="dim")
+    for path, m in list(zip(write.planned, maps, strict=False))[:MAX_STAT_ROWS]:
+        text.append(f"\n  {path.name}: {m.text()}", style="dim")
+    if len(maps) > MAX_STAT_ROWS:
+        text.append(f"\n  … {len(maps) - MAX_STAT_ROWS} more", style="dim")
+    return text
+
+
 def report(
     result: Result,
     write: WriteResult | None = None,
@@ -198,7 +220,7 @@ def report(
         parts.append(stats_table(result))
     if write is not None:
         if write.mapping is not None:
-            parts.append(Text(mapping_text(write.mapping, len(write.planned)), style="dim"))
+            parts.append(mappings_text(write))
         files = write.planned if dry_run else write.paths
         verb = "would write" if dry_run else "wrote"
         listing = Text(f"{verb} {len(files)} file{'s' if len(files) != 1 else ''}:", style="bold")

@@ -10,6 +10,7 @@ import typer
 from convcli.cli.options import (
     Bias,
     CeilMode,
+    CombineOpt,
     Dilation,
     Groups,
     Json,
@@ -71,6 +72,7 @@ def shape(
     dilation: Dilation = None,
     groups: Groups = 1,
     bias: Bias = None,
+    combine: CombineOpt = None,
     pool: PoolAfter = None,
     pool_size: PoolSize = "2",
     pool_stride: PoolStride = None,
@@ -100,7 +102,7 @@ def shape(
     in_shape = parse_chw(input_)
     notes: list[str] = []
     if pipeline_file is not None:
-        if kernel or kernel_size or out_channels or pool is not None:
+        if kernel or kernel_size or out_channels or pool is not None or combine is not None:
             raise ParameterError("give a pipeline file or -k / --kernel-size / --pool, not both")
         from convcli.pipeline.yamlfile import read_pipeline
 
@@ -116,6 +118,11 @@ def shape(
             in_shape, kernel, kernel_size, out_channels, kernel_dir, stride, padding, dilation,
             groups, bias, pool, pool_size, pool_stride, pool_padding, ceil_mode,
         )  # fmt: skip
+        if combine is not None:  # after the conv, before the pool
+            from convcli.pipeline import CombineStage
+
+            at = 1 if stages and stages[0].kind == "conv" else 0
+            stages.insert(at, CombineStage(combine.value))
         pipeline = Pipeline(tuple(stages), name="shape")
         pipeline.validate()
         warn_kernel_files(pipeline)

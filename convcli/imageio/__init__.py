@@ -8,7 +8,8 @@ orientation is applied. Every failure is one :class:`~convcli.errors.ImageError`
 whose message starts with the file name.
 
 Writing (:func:`write_feature_maps`) turns a ``(C, H, W)`` stack into png
-(8- or 16-bit, through :func:`to_pixels`), float32 tiff, npy or npz files named
+(8- or 16-bit), jpeg or webp pictures (through :func:`to_pixels`, whose
+``auto`` mapping :mod:`convcli.imageio.tone` decides), float32 tiff, npy or npz files named
 ``<out>/<stem>.<name>[.<map>].<ext>``. Every file is written to a temporary
 file in its folder and renamed into place only when all files of the call were
 encoded, so an error or Ctrl-C leaves no partial output. Existing outputs are
@@ -21,8 +22,10 @@ from convcli.imageio.montage import montage_image
 from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
 from convcli.imageio.png import encode_png, encode_png16
 from convcli.imageio.read import ImageData, load_image, read_image
+from convcli.imageio.tone import ToneMap, parse_range, tone_warnings
 from convcli.imageio.write import (
     WriteResult,
+    binarize,
     check_outputs,
     plan_outputs,
     safe_name,
@@ -33,15 +36,19 @@ __all__ = [
     "RANGE_MODES",
     "ImageData",
     "MapImage",
+    "ToneMap",
     "WriteResult",
+    "binarize",
     "check_outputs",
     "encode_png",
     "encode_png16",
     "load_image",
     "montage_image",
+    "parse_range",
     "plan_outputs",
     "read_image",
     "safe_name",
     "to_pixels",
+    "tone_warnings",
     "write_feature_maps",
 ]

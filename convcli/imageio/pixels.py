@@ -2,84 +2,92 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from convcli.errors import ParameterError
+from convcli.imageio.tone import (
+    RANGE_WORDS,
+    Extent,
+    Hint,
+    RangeSpec,
+    ToneMap,
+    decide,
+    levels_used,
+    parse_range,
+    with_counts,
+)
 
-#: Float -> pixel mappings accepted by :func:`to_pixels` (``identity`` is ``clip`` by its name).
-RANGE_MODES = ("auto", "identity", "clip", "minmax", "abs", "offset")
+#: Float -> pixel mapping words accepted by :func:`to_pixels` (``identity`` is ``clip``
+#: by its old name); ``LO,HI`` and ``pLO,pHI`` are accepted too
+#: (:func:`~convcli.imageio.tone.parse_range`).
+RANGE_MODES = RANGE_WORDS
 
-
-@dataclass(frozen=True)
-class MapImage:
-    """How floats were turned into pixels by :func:`to_pixels`.
-
-    Attributes
-    ----------
-    range_mode : str
-        The mapping actually used: ``identity``, ``clip``, ``minmax``, ``abs`` or
-        ``offset`` (``auto`` resolves to ``identity`` or ``minmax``).
-    clipped_fraction : float
-        Share of values (0..1) that fell outside the mapped range, plus NaNs.
-    lo, hi : float
-        The input values mapped to 0 and to full scale (for ``abs``: of ``|x|``).
-    """
-
-    range_mode: str
-    clipped_fraction: float
-    lo: float
-    hi: float
+#: The mapping a picture was made with (:class:`~convcli.imageio.tone.ToneMap`; the old name).
+MapImage = ToneMap
 
 
 def to_pixels(
-    maps: np.ndarray, *, range_mode: str = "auto", bit_depth: int = 8
-) -> tuple[np.ndarray, MapImage]:
+    maps: np.ndarray,
+    *,
+    range_mode: str | RangeSpec = "auto",
+    bit_depth: int = 8,
+    hint: Hint | None = None,
+) -> tuple[np.ndarray, ToneMap]:
     """Map float values to 8- or 16-bit pixels, all values with one mapping.
 
-    ``v`` in [0, 1] becomes ``floor(v * full + 0.5)`` with ``full`` = 255 or 65535.
+    The mapping (``lo`` → black, ``hi`` → white) is decided by
+    :func:`convcli.imageio.tone.decide`; ``v = (x - lo) / (hi - lo)`` in [0, 1]
+    becomes ``floor(v * full + 0.5)`` with ``full`` = 255 or 65535.
 
-    - ``auto``: ``identity`` when every finite value lies in [0, 1], else ``minmax``.
-    - ``identity`` / ``clip``: ``v = x``, values outside [0, 1] clipped (and counted).
+    - ``auto``: by ``hint`` (what the result is, see
+      :func:`~convcli.pipeline.hint.hint_of_stages`), else by the numbers:
+      ``image`` clips to [0, 1]; ``signed`` puts 0 at mid-grey with the 99.5th
+      percentile of ``|x|`` at black/white; ``nonneg`` puts 0 at black and the
+      99.5th percentile at white.
+    - ``clip`` (``identity``): ``v = x``, values outside [0, 1] clipped.
     - ``minmax``: ``v = (x - min) / (max - min)``; a constant input gives all zeros.
     - ``abs``: ``minmax`` of ``|x|`` (edge maps: both signs bright).
-    - ``offset``: ``v = 0.5 + x / (2 max|x|)``: 0 is mid-grey (128 / 32768),
-      sign is kept, the scale is symmetric; all zeros give mid-grey.
+    - ``offset``: 0 is mid-grey (128 / 32768), the scale symmetric by ``max |x|``.
+    - ``LO,HI``: those values to black and white; ``pLO,pHI``: those percentiles.
 
-    NaN becomes 0 and counts as clipped; ±inf clip to the ends and count as
-    clipped; min and max are taken over finite values only.
+    A value counts as clipped when it lies more than half a level outside the
+    range (round-off is not clipping). NaN becomes 0 and counts as clipped;
+    ±inf clip to the ends and count as clipped; extremes and percentiles are
+    taken over finite values only. When the range is empty (``lo == hi``), values
+    above it are white and the rest black (mid-grey for signed / offset).
 
     Parameters
     ----------
     maps : numpy.ndarray
         Any shape.
-    range_mode : str
-        One of :data:`RANGE_MODES`.
+    range_mode : str or RangeSpec
+        A word of :data:`RANGE_MODES`, ``LO,HI`` or ``pLO,pHI``.
     bit_depth : int
         8 (uint8) or 16 (uint16).
+    hint : {"image", "signed", "nonneg"}, optional
+        What the values are, for ``auto``.
 
     Returns
     -------
     pixels : numpy.ndarray
         uint8 or uint16, same shape as ``maps``.
-    mapping : MapImage
+    mapping : ToneMap
 
     Examples
     --------
     >>> px, m = to_pixels(np.array([-1.0, 0.0, 0.5, 1.0]), range_mode="offset")
-    >>> px.tolist(), m.range_mode, m.lo, m.hi
+    >>> px.tolist(), m.kind, m.lo, m.hi
     ([0, 128, 191, 255], 'offset', -1.0, 1.0)
     >>> px, m = to_pixels(np.array([0.0, 0.5, 2.0]), range_mode="clip")
     >>> px.tolist(), round(m.clipped_fraction, 3)
     ([0, 128, 255], 0.333)
-    >>> to_pixels(np.array([0.0, 2.0]))[1].range_mode   # auto: out of [0, 1]
-    'minmax'
+    >>> px, m = to_pixels(np.array([1.0000001, 1.0, 0.5]))   # round-off: still an image
+    >>> px.tolist(), m.kind, m.clipped_fraction
+    ([255, 255, 128], 'image', 0.0)
+    >>> to_pixels(np.array([-2.0, 0.0, 2.0]))[0].tolist()    # signed: 0 is mid-grey
+    [0, 128, 255]
     """
-    if range_mode not in RANGE_MODES:
-        raise ParameterError(
-            f"unknown range mode {range_mode!r} (choose from {', '.join(RANGE_MODES)})"
-        )
+    spec = parse_range(range_mode)
     if bit_depth not in (8, 16):
         raise ParameterError(f"bit depth must be 8 or 16, not {bit_depth!r}")
     full = 255 if bit_depth == 8 else 65535
@@ -91,50 +99,25 @@ def to_pixels(
     x = x.astype(work, copy=False)
     n = x.size
     if n == 0:
-        return np.zeros(x.shape, dtype=out_dtype), MapImage(
-            "identity" if range_mode == "auto" else range_mode, 0.0, 0.0, 1.0
-        )
-    fast = _fast_pixels(x, range_mode, full, out_dtype)
+        return np.zeros(x.shape, dtype=out_dtype), decide(x, spec, hint=hint)
+    fast = _fast_pixels(x, spec, hint, full, out_dtype)
     if fast is not None:
         return fast
-    all_finite = bool(np.isfinite(x).all())
-    finite = x if all_finite else x[np.isfinite(x)]
-
-    def extent(a: np.ndarray) -> tuple[float, float]:
-        return (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-
-    vmin, vmax = extent(finite)
-    mode = range_mode
-    if mode == "auto":
-        mode = "identity" if (vmin >= 0.0 and vmax <= 1.0) else "minmax"
+    tone = decide(x, spec, hint=hint)
+    lo, hi = tone.lo, tone.hi
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        if mode in ("identity", "clip"):
-            lo, hi = 0.0, 1.0
-            v = x
-        elif mode in ("minmax", "abs"):
-            src = np.abs(x) if mode == "abs" else x
-            lo, hi = extent(np.abs(finite)) if mode == "abs" else (vmin, vmax)
-            if hi > lo:
-                v = (src - work.type(lo)) / work.type(hi - lo)
-            else:
-                v = (
-                    np.where(np.isnan(src), np.nan, 0.0).astype(work)
-                    if not all_finite
-                    else (np.zeros_like(src))
-                )
-        else:  # offset
-            m = max(abs(vmin), abs(vmax))
-            lo, hi = -m, m
-            if m > 0:
-                v = work.type(0.5) + x / work.type(2 * m)
-            else:
-                v = np.where(np.isnan(x), np.nan, 0.5).astype(work)
-        outside = (v < 0) | (v > 1)
-        nan = np.isnan(v)
-        clipped = int(np.count_nonzero(outside | nan))
+        src = np.abs(x) if tone.kind == "abs" else x
+        if hi > lo:
+            v = (src - work.type(lo)) / work.type(hi - lo)
+        else:
+            below = 0.5 if tone.kind in ("signed", "offset") else 0.0
+            v = np.where(np.isnan(src), np.nan, np.where(src > hi, 1.0, below)).astype(work)
+        t = v * work.type(full)
+        nan = np.isnan(t)
+        clipped = int(np.count_nonzero((t < -0.5) | (t > full + 0.5) | nan))
         v = np.where(nan, 0.0, np.clip(v, 0.0, 1.0))
         pixels = np.floor(v * full + 0.5).astype(out_dtype)
-    return pixels, MapImage(mode, clipped / n, float(lo), float(hi))
+    return pixels, with_counts(tone, clipped / n, levels_used(pixels, full))
 
 
 #: Values per task of the threaded fast path.
@@ -142,24 +125,26 @@ _CHUNK = 1 << 20
 
 
 def _fast_pixels(
-    x: np.ndarray, range_mode: str, full: int, out_dtype: type
-) -> tuple[np.ndarray, MapImage] | None:
+    x: np.ndarray, spec: RangeSpec, hint: Hint | None, full: int, out_dtype: type
+) -> tuple[np.ndarray, ToneMap] | None:
     """The same mapping as :func:`to_pixels` for all-finite data, in threaded chunks.
 
     Pixels are ``floor(clip(x * a + b, 0.5, full + 0.5))`` with ``a``, ``b``
     folding the range into one multiply-add per value; no full-size
-    temporaries. Returns None (use the general path) when any value is NaN/inf.
+    temporaries. Returns None (use the general path) when any value is NaN/inf
+    or the range is empty.
     """
     from convcli import parallel
 
     flat = np.ascontiguousarray(x).reshape(-1)
     n = flat.size
     bounds = [(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
+    want_abs = spec.mode == "abs"
 
     def extent(chunk: tuple[int, int]) -> tuple[float, float, float, float]:
         seg = flat[chunk[0] : chunk[1]]
         lo, hi = float(seg.min()), float(seg.max())
-        if range_mode == "abs":
+        if want_abs:
             a = np.abs(seg)
             return lo, hi, float(a.min()), float(a.max())
         return lo, hi, 0.0, 0.0
@@ -168,39 +153,37 @@ def _fast_pixels(
     vmin, vmax = min(p[0] for p in parts), max(p[1] for p in parts)
     if not (np.isfinite(vmin) and np.isfinite(vmax)):
         return None
-    mode = range_mode
-    if mode == "auto":
-        mode = "identity" if (vmin >= 0.0 and vmax <= 1.0) else "minmax"
-    if mode in ("identity", "clip"):
-        lo, hi = 0.0, 1.0
-    elif mode == "minmax":
-        lo, hi = vmin, vmax
-    elif mode == "abs":
-        lo, hi = min(p[2] for p in parts), max(p[3] for p in parts)
+    amax = max(abs(vmin), abs(vmax))
+    if want_abs:
+        ext = Extent(vmin, vmax, min(p[2] for p in parts), max(p[3] for p in parts))
     else:
-        m = max(abs(vmin), abs(vmax))
-        lo, hi = -m, m
+        ext = Extent(vmin, vmax, 0.0 if vmin <= 0 <= vmax else min(abs(vmin), abs(vmax)), amax)
+    tone = decide(flat, spec, hint=hint, extent=ext)
+    lo, hi = tone.lo, tone.hi
     span = hi - lo
-    # t = v * full + 0.5 with v = (x - lo) / span; a zero span maps everything to v = 0
-    # (offset: to v = 0.5, mid-grey)
-    scale = full / span if span > 0 else 0.0
-    base = 0.5 + (full / 2 if (mode == "offset" and span == 0) else 0.0)
+    if not span > 0:
+        return None
+    # t = v * full + 0.5 with v = (x - lo) / span
+    scale = full / span
     work = flat.dtype.type
     pixels: np.ndarray = np.empty(n, dtype=out_dtype)
-    counting = mode in ("identity", "clip")
+    use_abs = tone.kind == "abs"
+    # clipping can happen only where the range does not hold every value
+    counting = lo > (ext.amin if use_abs else vmin) or hi < (ext.amax if use_abs else vmax)
 
     def convert(chunk: tuple[int, int]) -> int:
         seg = flat[chunk[0] : chunk[1]]
-        t = np.abs(seg) if mode == "abs" else seg.copy()
+        t = np.abs(seg) if use_abs else seg.copy()
         t -= work(lo)
         t *= work(scale)
-        t += work(base)
+        t += work(0.5)
         clipped = 0
-        if counting:
-            clipped = int(np.count_nonzero(t < 0.5)) + int(np.count_nonzero(t > full + 0.5))
+        if counting:  # more than half a level outside the range
+            clipped = int(np.count_nonzero(t < 0.0)) + int(np.count_nonzero(t > full + 1.0))
         np.clip(t, 0.5, full + 0.5, out=t)
         np.copyto(pixels[chunk[0] : chunk[1]], t, casting="unsafe")  # truncation = floor (t > 0)
         return clipped
 
     clipped = sum(parallel.run_tasks(convert, bounds, values=n))
-    return pixels.reshape(x.shape), MapImage(mode, clipped / n, float(lo), float(hi))
+    shaped = pixels.reshape(x.shape)
+    return shaped, with_counts(tone, clipped / n, levels_used(shaped, full))

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,11 +18,13 @@ from PIL import Image
 from convcli.errors import OutputError, ParameterError
 from convcli.imageio._common import CHANNELS, index_labels
 from convcli.imageio.montage import montage_image
-from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
+from convcli.imageio.pixels import MapImage, to_pixels
 from convcli.imageio.png import write_png
-from convcli.vocab import Format
+from convcli.imageio.tone import Hint, RangeSpec, ToneMap, parse_range
+from convcli.vocab import Compression, Format, RangeScope
 
-#: Output formats, and the file extensions that select them with ``file=``.
+#: Pillow's name of each TIFF compression.
+_PILLOW_COMPRESSION = {"none": None, "lzw": "tiff_lzw", "deflate": "tiff_adobe_deflate"}
 
 
 @dataclass
@@ -33,15 +35,24 @@ class WriteResult:
     ----------
     paths : list of Path
         Every file written, in order (empty for a dry run).
-    mapping : MapImage or None
-        The float -> pixel mapping of the png files (None for tiff/npy/npz).
+    mapping : ToneMap or None
+        The float -> pixel mapping of the first picture (None for tiff/npy/npz).
     planned : list of Path
         The files of the call, written or not.
+    mappings : list of ToneMap
+        One mapping per picture, in the order of ``planned`` (empty for tiff/npy/npz).
+    notes : list of str
+        Options that did not apply to some pictures (a colour map on an RGB picture ...).
+    fmt : str
+        The format written (``png``, ``jpeg``, ... ; empty for a dry run).
     """
 
     paths: list[Path] = field(default_factory=list)
     mapping: MapImage | None = None
     planned: list[Path] = field(default_factory=list)
+    mappings: list[ToneMap] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    fmt: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,10 @@ def _format_of(fmt: str, single_file: Path | None) -> str:
                 f"{ext or '(none)'!r} (use {known})"
             )
         return found.value
-    return Format.parse(fmt.lstrip(".")).value
+    found = Format.parse(fmt.lstrip("."))
+    if found is Format.keep:
+        raise ParameterError("format keep is decided per input; give the input's format")
+    return found.value
 
 
 def _is_stdout(out: Path | str | None) -> bool:
@@ -137,12 +151,16 @@ def _plan(
     if fmt in ("npy", "npz"):
         kind, n_pictures = "image", 1
     per = n_maps // n_pictures
-    if fmt == "png" and per > 4:
+    if Format(fmt).is_picture and per > 4:
         raise ParameterError(
-            f"{per} channels cannot form one png picture (1 to 4: grey, grey+alpha, RGB, RGBA); "
-            "use the 'maps' layout, or tiff/npy/npz"
+            f"{per} channels cannot form one {fmt} picture (1 to 4: grey, grey+alpha, RGB, RGBA);"
+            " use the 'maps' layout, or tiff/npy/npz"
         )
-    ext = "tif" if fmt == "tiff" else fmt
+    if fmt == "jpeg" and per in (2, 4):
+        raise ParameterError(
+            "jpeg has no transparency and this result has alpha; use png or webp, or --alpha drop"
+        )
+    ext = Format(fmt).extension.lstrip(".")
     stdout = _is_stdout(single_file) or _is_stdout(out)
     base = f"{_safe(stem)}.{_safe(name)}"
     folder = Path(out)
@@ -273,19 +291,28 @@ def write_feature_maps(
     layout: str = "image",
     labels: Sequence[str] = (),
     file: Path | str | None = None,
-    range_mode: str = "auto",
+    range_mode: str | RangeSpec = "auto",
     bit_depth: int = 8,
     montage: bool = False,
     force: bool = False,
     inputs: Sequence[Path | str] = (),
     params: Mapping[str, Any] | None = None,
     dry_run: bool = False,
+    hint: Hint | None = None,
+    range_scope: str = "file",
+    cmap: str | None = None,
+    threshold: float | str | None = None,
+    quality: int = 90,
+    compression: str = "none",
+    colorbar: bool = False,
 ) -> WriteResult:
     """Write a ``(C, H, W)`` stack of feature maps as image or array files.
 
-    Files are named ``<out>/<stem>.<name>[.<label>].<ext>`` (ext: png, tif, npy,
-    npz). All png pictures of one call share one float -> pixel mapping (see
-    :func:`to_pixels`), so their brightness is comparable. Every output is
+    Files are named ``<out>/<stem>.<name>[.<label>].<ext>`` (ext: png, jpg, webp,
+    tif, npy, npz). Each picture (png, jpeg, webp) gets its own float -> level
+    mapping (see :func:`to_pixels`; the channels of one colour picture share
+    one, so colours stay balanced); ``range_scope="input"`` gives all pictures
+    of the call one mapping, so their brightness compares. Every output is
     checked (exists? an input? a file where a folder should be?) before any is
     written; all files are then encoded to temporary files beside their targets
     and renamed into place together, so a failure or Ctrl-C leaves nothing
@@ -300,9 +327,10 @@ def write_feature_maps(
     stem, name : str
         Input stem and kernel/op name of the file names (``:``, ``/`` ... -> ``_``).
     fmt : str
-        ``png`` (default), ``tiff`` (float32, lossless; a picture with several
-        channels is a multi-page TIFF, one page per channel), ``npy`` (the whole
-        stack) or ``npz`` (``maps``, ``labels``, ``params`` as a JSON string).
+        ``png`` (default), ``jpeg`` / ``webp`` (8-bit, lossy, ``quality``),
+        ``tiff`` (float32, lossless; a picture with several channels is a
+        multi-page TIFF, one page per channel), ``npy`` (the whole stack) or
+        ``npz`` (``maps``, ``labels``, ``params`` as a JSON string).
     layout : str
         ``image``: all channels form one picture (1 grey, 2 grey+alpha, 3 RGB,
         4 RGBA); ``bank:N``: N kernels x C channels, kernel-major, one picture per
@@ -314,10 +342,11 @@ def write_feature_maps(
         The output file itself (its extension picks the format); only when the
         result is one file. ``"-"``: stdout.
     range_mode, bit_depth
-        png mapping (:func:`to_pixels`); bit_depth 8 or 16.
+        Picture mapping (:func:`to_pixels`: ``auto``, ``clip``, ``minmax``,
+        ``abs``, ``offset``, ``LO,HI``, ``pLO,pHI``); bit_depth 8 or 16 (png only).
     montage : bool
-        Also write ``<stem>.<name>.montage.png``: a grid of labelled grey tiles,
-        one per map, each normalised on its own (with ``file``:
+        Also write ``<stem>.<name>.montage.png``: a grid of labelled tiles, one
+        per map, mapped by the same rule as the files (with ``file``:
         ``<file stem>.montage.png`` beside it).
     force : bool
         Overwrite existing outputs (never an input).
@@ -327,6 +356,22 @@ def write_feature_maps(
         Saved in npz files as JSON (non-JSON values as their ``str``).
     dry_run : bool
         Validate the parameters and return the plan; touch nothing.
+    hint : {"image", "signed", "nonneg"}, optional
+        What the maps are, for ``auto`` (:func:`convcli.pipeline.hint.hint_of_stages`).
+    range_scope : {"file", "input"}
+        One mapping per picture (default) or one for all pictures of the call.
+    cmap : str, optional
+        Colour map for one-channel pictures (:mod:`convcli.imageio.colormaps`);
+        8-bit only. Pictures with more channels are written as they are.
+    threshold : float or "otsu", optional
+        Write binary pictures: values above the threshold white, the rest black.
+        ``otsu`` picks the level per picture with Otsu's method on its mapped levels.
+    quality : int
+        jpeg / webp quality, 1 to 100.
+    compression : {"none", "lzw", "deflate"}
+        TIFF compression (lossless).
+    colorbar : bool
+        Add a colour bar with its values to the montage.
 
     Returns
     -------
@@ -348,7 +393,7 @@ def write_feature_maps(
     ...     res = write_feature_maps(maps, out=d, stem="cat", name="sobel", layout="maps",
     ...                              labels=["x", "y"])
     ...     [p.name for p in res.paths], res.mapping.range_mode, read_image(res.paths[0]).shape
-    (['cat.sobel.x.png', 'cat.sobel.y.png'], 'minmax', (1, 3, 4))
+    (['cat.sobel.x.png', 'cat.sobel.y.png'], 'signed', (1, 3, 4))
     """
     arr = np.asarray(maps)
     if arr.ndim == 2:
@@ -369,26 +414,37 @@ def write_feature_maps(
         montage=montage,
         labels=labels,
     )
-    if bit_depth not in (8, 16):
-        raise ParameterError(f"bit depth must be 8 or 16, not {bit_depth!r}")
-    if range_mode not in RANGE_MODES:
-        raise ParameterError(
-            f"unknown range mode {range_mode!r} (choose from {', '.join(RANGE_MODES)})"
-        )
+    spec, cmap, thr = check_picture_options(
+        fmt, bit_depth=bit_depth, range_mode=range_mode, range_scope=range_scope, cmap=cmap,
+        threshold=threshold, quality=quality, compression=compression,
+    )  # fmt: skip
     planned = [p.path for p in pictures] + ([montage_path] if montage_path else [])
     kind, _ = _parse_layout(layout, arr.shape[0])
-    mapping: MapImage | None = None
-    if fmt == "png" and not dry_run:
-        pixels, mapping = to_pixels(arr, range_mode=range_mode, bit_depth=bit_depth)
     if dry_run:
         return WriteResult(paths=[], mapping=None, planned=planned)
+    rendered: list[tuple[np.ndarray, ToneMap]] = []
+    notes: list[str] = []
+    if Format(fmt).is_picture:
+        rendered = _render(
+            arr, pictures, spec=spec, hint=hint, scope=range_scope, bit_depth=bit_depth,
+            threshold=thr, cmap=cmap,
+        )  # fmt: skip
+        if cmap and any(p.stop - p.start > 1 for p in pictures):
+            notes.append(f"colour map {cmap} applies to one-channel pictures; colour ones kept")
+    elif cmap or thr is not None:
+        what = "a colour map" if cmap else "a threshold"
+        notes.append(f"{what} applies to pictures (png, jpeg, webp), not to {fmt} files")
+    mappings = [tone for _, tone in rendered]
+    mapping: MapImage | None = mappings[0] if mappings else None
 
     encoders: list[tuple[Path, Callable[[BinaryIO], None]]] = []
-    for pic in pictures:
+    for i, pic in enumerate(pictures):
         if fmt == "png":
-            encoders.append((pic.path, _png_encoder(pixels[pic.start : pic.stop], bit_depth)))
+            encoders.append((pic.path, _png_encoder(rendered[i][0], bit_depth)))
+        elif fmt in ("jpeg", "webp"):
+            encoders.append((pic.path, _pillow_encoder(rendered[i][0], fmt, quality)))
         elif fmt == "tiff":
-            encoders.append((pic.path, _tiff_encoder(arr[pic.start : pic.stop])))
+            encoders.append((pic.path, _tiff_encoder(arr[pic.start : pic.stop], compression)))
         elif fmt == "npy":
             encoders.append((pic.path, _npy_encoder(arr)))
         else:
@@ -396,18 +452,153 @@ def write_feature_maps(
             encoders.append((pic.path, _npz_encoder(arr, tags, params)))
     if montage_path is not None:
         tags = _tile_labels(kind, labels, arr.shape[0], layout)
-        encoders.append((montage_path, _montage_encoder(arr, tags)))
+        groups = (
+            [(0, arr.shape[0])] if range_scope == "input"
+            else [(p.start, p.stop) for p in pictures]
+        )  # fmt: skip
+        look = {"range_mode": spec, "hint": hint, "groups": groups, "cmap": cmap,
+                "colorbar": colorbar}  # fmt: skip
+        encoders.append((montage_path, _montage_encoder(arr, tags, look)))
 
     if planned == [Path("-")]:
         buf = io.BytesIO()
         encoders[0][1](buf)
         sys.stdout.buffer.write(buf.getvalue())
         sys.stdout.buffer.flush()
-        return WriteResult(paths=[Path("-")], mapping=mapping, planned=planned)
+        return WriteResult([Path("-")], mapping, planned, mappings, notes, fmt)
 
     check_outputs(planned, force=force, inputs=inputs)
     _commit(encoders)
-    return WriteResult(paths=list(planned), mapping=mapping, planned=planned)
+    return WriteResult(list(planned), mapping, planned, mappings, notes, fmt)
+
+
+def check_picture_options(
+    fmt: str,
+    *,
+    bit_depth: int,
+    range_mode: str | RangeSpec,
+    range_scope: str,
+    cmap: str | None,
+    threshold: float | str | None,
+    quality: int,
+    compression: str,
+) -> tuple[RangeSpec, str | None, float | str | None]:
+    """Check the picture options before anything is computed: (range, cmap name, threshold).
+
+    Raises :class:`~convcli.errors.ParameterError` for a bad range, scope, colour
+    map, threshold, quality or compression, or options that cannot go together
+    (jpeg/webp or a colour map with 16 bits).
+    """
+    if bit_depth not in (8, 16):
+        raise ParameterError(f"bit depth must be 8 or 16, not {bit_depth!r}")
+    spec = parse_range(range_mode)
+    RangeScope.parse(range_scope)
+    if fmt in ("jpeg", "webp") and bit_depth != 8:
+        raise ParameterError(f"{fmt} pictures are 8-bit; --bit-depth 16 is for png")
+    name = None
+    if cmap is not None:
+        from convcli.imageio.colormaps import colormap_name
+
+        name = colormap_name(cmap)
+        if bit_depth != 8:
+            raise ParameterError("a colour map gives 8-bit colour; it cannot go with bit depth 16")
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ParameterError(f"quality must be a whole number from 1 to 100, got {quality!r}")
+    Compression.parse(compression)
+    return spec, name, parse_threshold(threshold)
+
+
+def parse_threshold(value: float | str | None) -> float | str | None:
+    """``None``, a number (``"0.5"`` or ``0.5``) or ``"otsu"``.
+
+    >>> parse_threshold("0.25"), parse_threshold("Otsu"), parse_threshold(None)
+    (0.25, 'otsu', None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "otsu":
+            return "otsu"
+        try:
+            value = float(text)
+        except ValueError:
+            raise ParameterError(f"threshold must be a number or 'otsu', got {value!r}") from None
+    number = float(value)
+    if not np.isfinite(number):
+        raise ParameterError(f"threshold must be finite, got {value!r}")
+    return number
+
+
+def _render(
+    arr: np.ndarray,
+    pictures: Sequence[_Picture],
+    *,
+    spec: RangeSpec,
+    hint: Hint | None,
+    scope: str,
+    bit_depth: int,
+    threshold: float | str | None,
+    cmap: str | None,
+) -> list[tuple[np.ndarray, ToneMap]]:
+    """Levels and mapping of every picture: mapped per picture or once per call
+    (``scope``), then thresholded, then coloured (one-channel pictures)."""
+    shared = None
+    if scope == "input" and len(pictures) > 1:
+        shared = to_pixels(arr, range_mode=spec, bit_depth=bit_depth, hint=hint)
+    out = []
+    for pic in pictures:
+        part = arr[pic.start : pic.stop]
+        if shared is not None:
+            px, tone = shared[0][pic.start : pic.stop], shared[1]
+        else:
+            px, tone = to_pixels(part, range_mode=spec, bit_depth=bit_depth, hint=hint)
+        if threshold is not None:
+            px, tone = binarize(part, px, tone, threshold)
+        if cmap is not None and px.shape[0] == 1:
+            from convcli.imageio.colormaps import apply_colormap
+
+            px, tone = apply_colormap(px, cmap), replace(tone, cmap=cmap)
+        out.append((px, tone))
+    return out
+
+
+def binarize(
+    values: np.ndarray, levels: np.ndarray, tone: ToneMap, threshold: float | str
+) -> tuple[np.ndarray, ToneMap]:
+    """A binary picture: full level where ``values`` lie above the threshold, else 0.
+
+    ``threshold`` is a value (compared with ``values``) or ``"otsu"``: Otsu's
+    level (OpenCV) over all of ``levels`` (the picture mapped by ``tone``),
+    reported back as a value through ``tone``.
+
+    >>> v = np.array([[[0.1, 0.2, 0.8, 0.9]]])
+    >>> px, m = to_pixels(v)
+    >>> b, t = binarize(v, px, m, "otsu"); b.tolist(), round(t.threshold, 2), t.above_fraction
+    ([[[0, 0, 255, 255]]], 0.2, 0.5)
+    >>> binarize(v, px, m, 0.5)[0].tolist()
+    [[[0, 0, 255, 255]]]
+    """
+    full = 255 if levels.dtype == np.uint8 else 65535
+    if threshold == "otsu":
+        import cv2
+
+        px8 = levels if full == 255 else (levels >> 8).astype(np.uint8)
+        flat = np.ascontiguousarray(px8.reshape(-1, px8.shape[-1]))
+        level, _ = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        above = px8 > level
+        value = tone.lo + (level + 0.5) / 255 * (tone.hi - tone.lo)
+        basis = f"Otsu, level {int(level)} of the {tone.kind} mapping"
+    else:
+        value = float(threshold)
+        with np.errstate(invalid="ignore"):
+            above = np.asarray(values) > value
+        basis = "given"
+    binary = np.where(above, full, 0).astype(levels.dtype)
+    share = float(np.count_nonzero(above)) / max(above.size, 1)
+    return binary, replace(
+        tone, threshold=float(value), threshold_basis=basis, above_fraction=share, levels=2
+    )
 
 
 def _tile_labels(kind: str, labels: Sequence[str], n_maps: int, layout: str) -> list[str]:
@@ -435,13 +626,34 @@ def _png_encoder(pixels: np.ndarray, bit_depth: int) -> Callable[[BinaryIO], Non
     return encode
 
 
-def _tiff_encoder(maps: np.ndarray) -> Callable[[BinaryIO], None]:
+def _pillow_encoder(pixels: np.ndarray, fmt: str, quality: int) -> Callable[[BinaryIO], None]:
+    """jpeg / webp through Pillow, 8-bit (grey, RGB; webp also grey+alpha, RGBA)."""
+
+    def encode(fh: BinaryIO) -> None:
+        px = np.ascontiguousarray(np.moveaxis(np.asarray(pixels, dtype=np.uint8), 0, -1))
+        mode = CHANNELS[px.shape[-1]]
+        img = Image.fromarray(px[..., 0] if mode == "L" else px, mode=mode)
+        if fmt == "webp" and mode in ("L", "LA"):
+            img = img.convert("RGBA" if mode == "LA" else "RGB")
+        if fmt == "jpeg":
+            img.save(fh, format="JPEG", quality=quality)
+        else:
+            img.save(fh, format="WEBP", quality=quality)
+
+    return encode
+
+
+def _tiff_encoder(maps: np.ndarray, compression: str = "none") -> Callable[[BinaryIO], None]:
+    how = _PILLOW_COMPRESSION[Compression.parse(compression).value]
+
     def encode(fh: BinaryIO) -> None:
         pages = [Image.fromarray(np.ascontiguousarray(m, dtype=np.float32)) for m in maps]
         if len(pages) == 1:
-            pages[0].save(fh, format="TIFF")
+            pages[0].save(fh, format="TIFF", compression=how)
         else:
-            pages[0].save(fh, format="TIFF", save_all=True, append_images=pages[1:])
+            pages[0].save(
+                fh, format="TIFF", save_all=True, append_images=pages[1:], compression=how
+            )
 
     return encode
 
@@ -469,9 +681,11 @@ def _npz_encoder(
     return encode
 
 
-def _montage_encoder(maps: np.ndarray, labels: list[str]) -> Callable[[BinaryIO], None]:
+def _montage_encoder(
+    maps: np.ndarray, labels: list[str], look: Mapping[str, Any]
+) -> Callable[[BinaryIO], None]:
     def encode(fh: BinaryIO) -> None:
-        montage_image(maps, labels).save(fh, format="PNG")
+        montage_image(maps, labels, **look).save(fh, format="PNG")
 
     return encode
 

@@ -5,6 +5,7 @@ pixels) and the run; :mod:`convcli.pipeline.yamlfile` reads pipeline files.
 """
 
 from convcli.pipeline.engine import (
+    CombineStage,
     ConvStage,
     Pipeline,
     PoolStage,
@@ -20,6 +21,7 @@ from convcli.pipeline.engine import (
 )
 
 __all__ = [
+    "CombineStage",
     "ConvStage",
     "Pipeline",
     "PoolStage",

@@ -1,7 +1,7 @@
 """One image through the stages: pad → conv → bias → activation → pool, recorded for the report.
 
-A :class:`Pipeline` is data: a tuple of :class:`ConvStage` / :class:`PoolStage`
-plus the image options. :func:`plan` computes every stage's geometry without
+A :class:`Pipeline` is data: a tuple of :class:`ConvStage` / :class:`PoolStage` /
+:class:`CombineStage` plus the image options. :func:`plan` computes every stage's geometry without
 pixels (``shape``, ``--dry-run``); :func:`run` computes the maps and records
 the same geometry, per-map statistics and timings. :mod:`convcli.cli.report` only
 reads what is recorded here.
@@ -18,11 +18,12 @@ import numpy as np
 
 from convcli.errors import ParameterError, ShapeError
 from convcli.ops.activations import parse_activation
+from convcli.ops.combine import combine
 from convcli.ops.conv import conv2d, result_dtype
 from convcli.ops.padding import check_pad_mode
 from convcli.ops.pool import pool2d
-from convcli.shapes import Pair, StageGeometry, conv_geometry, pool_geometry
-from convcli.vocab import Alpha
+from convcli.shapes import Pair, StageGeometry, combine_geometry, conv_geometry, pool_geometry
+from convcli.vocab import Alpha, CombineOp
 
 if TYPE_CHECKING:
     from convcli.imageio import ImageData
@@ -120,7 +121,30 @@ class PoolStage:
             pass  # a window larger than the dummy may fit the real image: checked per input
 
 
-Stage = ConvStage | PoolStage
+@dataclass(frozen=True)
+class CombineStage:
+    """Reduce a bank's maps to one per input channel (see :func:`convcli.ops.combine.combine`).
+
+    After conv + bias + activation, before pooling: ``sobel`` + ``magnitude`` is
+    the gradient magnitude, ``kirsch`` + ``max`` the Kirsch edge detector.
+    """
+
+    op: str = "magnitude"
+
+    kind = "combine"
+
+    @property
+    def name(self) -> str:
+        return self.op
+
+    def options(self) -> dict[str, Any]:
+        return {"op": self.op}
+
+    def validate(self) -> None:
+        CombineOp.parse(self.op, what="combine")
+
+
+Stage = ConvStage | PoolStage | CombineStage
 
 
 @dataclass(frozen=True)
@@ -138,8 +162,18 @@ class Pipeline:
             raise ParameterError("a pipeline needs at least one stage")
         Alpha.parse(self.alpha)
         result_dtype(np.zeros(1, np.float32), self.dtype)
-        for stage in self.stages:
+        members = 1  # a combine stage needs a bank (several maps per channel) before it
+        for i, stage in enumerate(self.stages, 1):
             stage.validate()
+            if isinstance(stage, ConvStage) and stage.kernel.kind != "2d":
+                members = stage.kernel.weights.shape[0]
+            elif isinstance(stage, CombineStage):
+                if members < 2:
+                    raise ParameterError(
+                        f"stage {i} (combine {stage.op}): needs a bank before it (several maps"
+                        " per channel, e.g. -k sobel or -k kirsch)"
+                    )
+                members = 1
 
 
 @dataclass
@@ -198,6 +232,8 @@ def _geom_opts(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe(stage: Stage) -> str:
+    if isinstance(stage, CombineStage):
+        return f"combine {stage.op}"
     if isinstance(stage, PoolStage):
         if stage.op.startswith("global"):
             return stage.op
@@ -230,6 +266,10 @@ def _layout_after(
 ) -> tuple[str, tuple[str, ...]]:
     if isinstance(stage, PoolStage):
         return layout, labels
+    if isinstance(stage, CombineStage):  # one map per channel of what the bank filtered
+        if layout.startswith("bank:") or (layout == "maps" and labels):
+            return "image", ()
+        return layout, ()
     k = stage.kernel
     if k.kind == "2d":
         return layout, labels
@@ -257,6 +297,7 @@ def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "")
     jump: Pair = (1, 1)
     layout: str = "image"
     labels: tuple[str, ...] = ()
+    members = 1  # maps per channel of the last bank (what a combine stage reduces)
     records = []
     for i, stage in enumerate(pipeline.stages, 1):
         opts = stage.options()
@@ -267,6 +308,12 @@ def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "")
                 dilation=opts["dilation"], groups=opts["groups"], origin=k.origin,
                 bias=opts["bias"] is not None, rf_in=rf, jump_in=jump,
             )  # fmt: skip
+            if k.kind != "2d":
+                members = k.weights.shape[0]
+        elif isinstance(stage, CombineStage):
+            geom = combine_geometry(shape, members, rf_in=rf, jump_in=jump)
+            opts = {**opts, "members": members}
+            members = 1
         else:
             geom = pool_geometry(shape, op=stage.op, **_geom_opts(opts), rf_in=rf, jump_in=jump)
         layout, labels = _layout_after(stage, layout, labels)
@@ -300,6 +347,8 @@ def prepare(image: ImageData, pipeline: Pipeline) -> tuple[np.ndarray, str, bool
     if not image.has_alpha or pipeline.alpha == "channel":
         return x, channels, False
     first = pipeline.stages[0]
+    if isinstance(first, CombineStage):  # refused by plan(): it needs a bank before it
+        return x, channels, False
     if isinstance(first, PoolStage):
         if pipeline.alpha == "drop":
             return x[:-1], channels[:-1], False
@@ -344,6 +393,8 @@ def run(pipeline: Pipeline, image: ImageData, *, keep_stages: bool = False) -> R
             y = conv2d(x, stage.kernel, dtype=dtype, **record.options)
             if y.ndim == 2:
                 y = y[None]
+        elif isinstance(stage, CombineStage):
+            y = combine(x, record.options["members"], stage.op)
         else:
             y = pool2d(x, stage.op, dtype=dtype, **record.options)
         if premultiplied and record.index == 1:

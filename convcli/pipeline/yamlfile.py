@@ -11,6 +11,9 @@ A pipeline file names the stages an image goes through, in order::
       - pool: {op: avg, size: 2}
     output: {format: png, montage: true}            # defaults for the output options
 
+``- combine: magnitude`` (or ``{op: max}``) reduces a bank's maps to one per
+input channel (:class:`~convcli.pipeline.CombineStage`).
+
 Option names are the command line's without the dashes (``pad_mode`` or
 ``pad-mode``). ``- conv: sobel`` and ``- pool: max`` are short for
 ``{kernel: sobel}`` and ``{op: max}``. A kernel is a built-in spec, a YAML file
@@ -47,9 +50,28 @@ from typing import Any
 import yaml
 
 from convcli.errors import ConvcliError, ParameterError, PipelineError, ShapeError
-from convcli.pipeline import ConvStage, Pipeline, PoolStage, Result, Stage, plan
-from convcli.vocab import Alpha, DType, Format, PadMode, PoolOp, RangeMode, did_you_mean
-from convcli.yamlnodes import TAG_NULL, NodeReader, construct, line_of
+from convcli.pipeline.engine import (
+    CombineStage,
+    ConvStage,
+    Pipeline,
+    PoolStage,
+    Result,
+    Stage,
+    plan,
+)
+from convcli.vocab import (
+    Alpha,
+    Colormap,
+    CombineOp,
+    Compression,
+    DType,
+    Format,
+    PadMode,
+    PoolOp,
+    RangeScope,
+    did_you_mean,
+)
+from convcli.yamlnodes import TAG_FLOAT, TAG_INT, TAG_NULL, NodeReader, construct, line_of
 
 TOP_KEYS = ("name", "description", "gray", "alpha", "dtype", "stages", "output")
 CONV_KEYS = (
@@ -57,9 +79,10 @@ CONV_KEYS = (
     "activation", "groups",
 )  # fmt: skip
 POOL_KEYS = ("op", "size", "stride", "padding", "ceil_mode", "count_include_pad")
+COMBINE_KEYS = ("op",)
 OUTPUT_KEYS = (
     "out", "format", "bit_depth", "range", "montage", "force", "skip_existing", "preview",
-    "save_stages",
+    "save_stages", "range_scope", "cmap", "threshold", "quality", "compression", "colorbar",
 )  # fmt: skip
 
 
@@ -277,15 +300,18 @@ class _Reader(NodeReader):
             raise self.error(f"each step must be {example}", node)
         key_node, body = node.value[0]
         kind = str(key_node.value).strip().lower()
-        if kind not in ("conv", "pool"):
+        steps = ("conv", "pool", "combine")
+        if kind not in steps:
             raise self.error(
-                f"unknown step {key_node.value!r}{did_you_mean(kind, ('conv', 'pool'))};"
-                " use conv or pool",
+                f"unknown step {key_node.value!r}{did_you_mean(kind, steps)};"
+                " use conv, pool or combine",
                 key_node,
             )
         self.where = f"stage {i} ({kind}): "
         if kind == "conv":
             return self.conv(key_node, body)
+        if kind == "combine":
+            return self.combine(key_node, body)
         return self.pool(key_node, body)
 
     # ----------------------------------------------------------------- stages
@@ -345,6 +371,23 @@ class _Reader(NodeReader):
         self.validate(stage, key_node)
         return stage
 
+    def combine(self, key_node: yaml.Node, body: yaml.Node) -> CombineStage:
+        if isinstance(body, yaml.ScalarNode) and body.tag == TAG_NULL:
+            raise self.error(
+                f"combine needs an op ({', '.join(CombineOp.choices())}),"
+                " e.g. '- combine: magnitude'",
+                key_node,
+            )
+        if isinstance(body, yaml.ScalarNode):
+            m = {"op": (key_node, body)}  # - combine: magnitude
+        else:
+            m = self.mapping(body, COMBINE_KEYS, "combine options")
+        if "op" not in m:
+            raise self.error("combine needs an op, e.g. '- combine: {op: max}'", body)
+        stage = CombineStage(self.word(m["op"][1], "op", CombineOp).value)
+        self.validate(stage, key_node)
+        return stage
+
     def validate(self, stage: Stage, node: yaml.Node) -> None:
         try:
             stage.validate()
@@ -379,8 +422,12 @@ class _Reader(NodeReader):
                 out[key] = self.text(value, key)
             elif key == "format":
                 out[key] = self.word(value, key, Format).value
-            elif key == "range":
-                out[key] = self.word(value, key, RangeMode).value
+            elif key in ("range", "range_scope", "cmap", "threshold", "compression"):
+                out[key] = self.picture_option(key, value)
+            elif key == "quality":
+                out[key] = self.whole(value, key, minimum=1)
+                if out[key] > 100:
+                    raise self.error(f"quality must be 1 to 100, got {out[key]}", value)
             elif key == "bit_depth":
                 depth = self.whole(value, key, minimum=1)
                 if depth not in (8, 16):
@@ -390,6 +437,28 @@ class _Reader(NodeReader):
                 out[key] = self.boolean(value, key)
         self.where = ""
         return out
+
+    def picture_option(self, key: str, node: yaml.Node) -> Any:
+        """``range`` (a word, ``LO,HI`` or ``pLO,pHI``), ``range_scope``, ``cmap``,
+        ``threshold`` (a number or ``otsu``) or ``compression``, checked."""
+        from convcli.imageio.tone import parse_range
+        from convcli.imageio.write import parse_threshold
+
+        try:
+            if key == "threshold":
+                if isinstance(node, yaml.ScalarNode) and node.tag in (TAG_INT, TAG_FLOAT):
+                    return parse_threshold(self.number(node, key))
+                return parse_threshold(self.text(node, key))
+            if key == "range":
+                text = self.text(node, key).strip()
+                parse_range(text)
+                return text.lower()
+            if key == "cmap":
+                return self.word(node, key, Colormap).value
+            words = RangeScope if key == "range_scope" else Compression
+            return self.word(node, key, words).value
+        except ParameterError as exc:
+            raise self.error(str(exc), node) from None
 
 
 __all__ = ["PipelineFile", "load_pipeline", "plan_stages", "read_pipeline"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,15 @@ class OutputOptions:
     """Where and how results are written (the CLI's output options)."""
 
     out: str = "convcli-out"  # a folder, a file name (one input, one output) or "-" (stdout)
-    fmt: str | None = None  # None: from the -o file's extension, else png
+    fmt: str | None = None  # None: from the -o file's extension, else png; "keep": the input's
     bit_depth: int = 8
-    range_mode: str = "auto"
+    range_mode: str = "auto"  # auto, clip, minmax, abs, offset, LO,HI or pLO,pHI
+    range_scope: str = "file"  # one mapping per file, or "input": one for all files of an input
+    cmap: str | None = None  # colour map of one-channel pictures
+    threshold: float | str | None = None  # binary pictures: a value or "otsu"
+    quality: int = 90  # jpeg / webp
+    compression: str = "none"  # tiff: none, lzw, deflate
+    colorbar: bool = False  # a colour bar on the montage
     montage: bool = False
     force: bool = False
     skip_existing: bool = False
@@ -72,7 +79,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
 
     t0 = time.perf_counter()
     name = output_name(pipeline.stages, pipeline.name)
-    fmt = opts.fmt or "png"
+    fmt = Format.kept_for(job.source).value if opts.fmt == "keep" else (opts.fmt or "png")
     try:
         resume = opts.skip_existing and job.out_file != "-" and not opts.dry_run
         found = _existing_outputs(pipeline, job, name, fmt, opts) if resume else None
@@ -94,8 +101,9 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         stage_force = opts.force or resume  # resuming redoes this input's stage files too
         if opts.save_stages and not opts.dry_run:  # check every stage file before writing any
             stage_plan = OutputOptions(**{**opts.__dict__, "dry_run": True})
+            planned = write_stages(result, name, job, stage_plan, fmt, stages=pipeline.stages)
             imageio.check_outputs(
-                [Path(p) for p in write_stages(result, name, job, stage_plan, fmt)],
+                [Path(p) for p in planned],
                 force=stage_force, inputs=[job.source, *opts.protect],
             )  # fmt: skip
         maps = result.maps
@@ -119,6 +127,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             inputs=[job.source, *opts.protect],
             params=pipeline_parameters(pipeline),
             dry_run=opts.dry_run,
+            **picture_options(pipeline, opts),
         )
         if opts.dry_run:  # say now what the real run would refuse
             imageio.check_outputs(
@@ -129,7 +138,9 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         status = "planned" if opts.dry_run else "done"
         files = [str(p) for p in (write.planned if opts.dry_run else write.paths)]
         if opts.save_stages:
-            report["stage_outputs"] = write_stages(result, name, job, opts, fmt, stage_force)
+            report["stage_outputs"] = write_stages(
+                result, name, job, opts, fmt, stage_force, stages=pipeline.stages
+            )
             files += report["stage_outputs"]
         keep = opts.keep_result
         return Outcome(
@@ -146,6 +157,13 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         )  # fmt: skip
     except MemoryError:
         return Outcome(job.source, "failed", error=f"{job.source}: out of memory", seconds=0.0)
+
+
+def picture_options(pipeline: Pipeline, opts: OutputOptions) -> dict[str, Any]:
+    """Picture keywords of :func:`convcli.imageio.write_feature_maps` for a pipeline's result."""
+    from convcli.pipeline.hint import hint_of_stages
+
+    return {**picture_options_of(opts), "hint": hint_of_stages(pipeline.stages)}
 
 
 def _plan_only(pipeline: Pipeline, image: Any) -> Result:
@@ -205,19 +223,29 @@ def _existing_outputs(
 
 
 def write_stages(
-    result: Result, name: str, job: Job, opts: OutputOptions, fmt: str, force: bool = False
+    result: Result,
+    name: str,
+    job: Job,
+    opts: OutputOptions,
+    fmt: str,
+    force: bool = False,
+    *,
+    stages: Sequence[Any] = (),
 ) -> list[str]:
     """Write every stage's maps (``--save-stages``) as ``<stem>.<name>.stage<i>-<stage>.<ext>``.
 
     The maps are those :func:`convcli.pipeline.run` kept with ``keep_stages``; a
-    dry run plans the names only. Returns the files written (or planned).
+    dry run plans the names only. ``stages`` (the pipeline's) give each stage's
+    maps the ``auto`` mapping of what they are. Returns the files written (or planned).
     """
     import numpy as np
 
     from convcli import imageio
+    from convcli.pipeline.hint import hint_of_stages
 
     files: list[str] = []
     for record in result.records:
+        look = {**picture_options_of(opts), "hint": hint_of_stages(stages[: record.index])}
         maps = record.maps
         if maps is None:  # dry run: names only
             maps = np.zeros((record.geometry.out_shape[0], 1, 1), np.float32)
@@ -225,7 +253,15 @@ def write_stages(
             maps, out=job.out_dir, stem=job.stem, name=f"{name}.stage{record.index}-{record.name}",
             fmt=fmt, layout=record.layout, labels=record.labels, range_mode=opts.range_mode,
             bit_depth=opts.bit_depth, montage=opts.montage, force=opts.force or force,
-            inputs=[job.source, *opts.protect], dry_run=opts.dry_run,
+            inputs=[job.source, *opts.protect], dry_run=opts.dry_run, **look,
         )  # fmt: skip
         files += [str(p) for p in (write.planned if opts.dry_run else write.paths)]
     return files
+
+
+def picture_options_of(opts: OutputOptions) -> dict[str, Any]:
+    """The picture keywords that come from the output options alone (no hint)."""
+    return {
+        "range_scope": opts.range_scope, "cmap": opts.cmap, "threshold": opts.threshold,
+        "quality": opts.quality, "compression": opts.compression, "colorbar": opts.colorbar,
+    }  # fmt: skip

@@ -55,31 +55,34 @@ class Outcome:
 
 
 def warnings_of(result: Result, write: WriteResult | None = None) -> list[str]:
-    """Every warning the report shows: unused rows/columns, clipped pixels, notes."""
+    """Every warning the report shows: unused rows/columns, blank maps, heavy clipping, few
+    grey levels (:func:`convcli.imageio.tone.tone_warnings`), options that did not apply, notes."""
     out = [f"stage {r.index} ({r.name}): {w}" for r in result.records for w in r.geometry.warnings]
-    mapping = getattr(write, "mapping", None)
-    if mapping is not None and mapping.clipped_fraction > 0:
-        out.append(
-            f"png mapping '{mapping.range_mode}' clipped {mapping.clipped_fraction:.2%} of values"
-            " (try --range minmax or --range offset)"
-        )
+    if result.maps is not None:
+        from convcli.imageio.tone import tone_warnings
+
+        mappings = list(getattr(write, "mappings", None) or [])
+        files = [p.name for p in (write.planned if write is not None else [])][: len(mappings)]
+        out.extend(
+            tone_warnings(
+                [(lo, hi) for lo, hi, _ in result.map_stats()], mappings,
+                labels=map_names(result), files=files,
+                stage_options=[r.options for r in result.records if r.kind == "conv"],
+            )
+        )  # fmt: skip
+    out.extend(getattr(write, "notes", None) or [])
     out.extend(result.notes)
     return out
 
 
-def mapping_text(m: MapImage, n_files: int = 1) -> str:
-    """How the png pixels were made, in words: which value became black, which white.
+def mapping_text(m: MapImage, n_files: int = 1, fmt: str = "png") -> str:
+    """How the pictures were made, in words: which value became black, which white.
 
     >>> from convcli.imageio import MapImage
-    >>> mapping_text(MapImage("offset", 0.0, -2.0, 2.0), 2)
-    'png mapping: offset: -2 → black, 0 → mid-grey, 2 → white (one mapping for all files)'
+    >>> mapping_text(MapImage("offset", 0.0, -2.0, 2.0, "offset"), 2)
+    'png mapping: offset: 0 = mid-grey, ±2 = black/white (one mapping for all files)'
     """
-    x = "|x| " if m.range_mode == "abs" else ""
-    mid = ", 0 → mid-grey" if m.range_mode == "offset" else ""
-    text = f"png mapping: {m.range_mode}: {x}{m.lo:.4g} → black{mid}, {m.hi:.4g} → white"
-    if m.range_mode in ("identity", "clip") and m.clipped_fraction > 0:
-        text += ", values outside clipped"
-    return text + (" (one mapping for all files)" if n_files > 1 else "")
+    return f"{fmt} mapping: {m.text()}" + (" (one mapping for all files)" if n_files > 1 else "")
 
 
 def map_names(result: Result) -> list[str]:
@@ -149,12 +152,25 @@ def result_json(result: Result, write: WriteResult | None = None, *, dry_run: bo
     if write is not None:
         data["outputs"] = [str(p) for p in (write.planned if dry_run else write.paths)]
         if write.mapping is not None:
-            m = write.mapping
-            data["mapping"] = {
-                "range": m.range_mode, "lo": m.lo, "hi": m.hi,
-                "clipped_fraction": m.clipped_fraction,
-            }  # fmt: skip
+            data["mapping"] = _mapping_json(write.mapping)
+            data["mappings"] = [
+                {"file": str(p), **_mapping_json(m)}
+                for p, m in zip(write.planned, write.mappings, strict=False)
+            ]
     data["dry_run"] = dry_run
+    return data
+
+
+def _mapping_json(m: MapImage) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "range": m.kind, "requested": m.requested, "lo": m.lo, "hi": m.hi,
+        "clipped_fraction": m.clipped_fraction, "levels": m.levels, "text": m.text(),
+    }  # fmt: skip
+    if m.threshold is not None:
+        data["threshold"] = m.threshold
+        data["white_fraction"] = m.above_fraction
+    if m.cmap:
+        data["cmap"] = m.cmap
     return data
 
 
@@ -198,6 +214,8 @@ def pipeline_parameters(pipeline: Pipeline) -> dict[str, Any]:
         if s.kind == "conv":
             k = s.kernel  # type: ignore[union-attr]
             stages.append({"conv": {"kernel": k.name, "shape": list(k.weights.shape), **opts}})
+        elif s.kind == "combine":
+            stages.append({"combine": opts})
         else:
             stages.append({"pool": {"op": s.op, **opts}})  # type: ignore[union-attr]
     return {
