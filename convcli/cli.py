@@ -42,7 +42,6 @@ from convcli.cli_options import (
     Montage,
     Out,
     Padding,
-    PadMode,
     PadModeOpt,
     PadValue,
     PoolAfter,
@@ -94,13 +93,13 @@ def convolve(
     kernel_dir: KernelDirs = None,
     stride: Stride = None,
     padding: Padding = None,
-    pad_mode: PadModeOpt = PadMode.reflect,
+    pad_mode: PadModeOpt = None,
     pad_value: PadValue = 0.0,
     dilation: Dilation = None,
     flip: Flip = False,
     bias: Bias = None,
     activation: Activation = None,
-    groups: Groups = 1,
+    groups: Groups = None,
     alpha: AlphaOpt = Alpha.premultiply,
     gray: Gray = False,
     dtype: DTypeOpt = DType.float32,
@@ -144,7 +143,8 @@ def convolve(
     stages: list = [
         ConvStage(
             k, stride=stride_, padding=padding_, dilation=dilation_, activation=activation,
-            pad_mode=pad_mode.value, pad_value=pad_value, groups=groups, flip=flip,
+            pad_mode=pad_mode.value if pad_mode is not None else None, pad_value=pad_value,
+            groups=groups, flip=flip,
             bias=parse_bias(bias),
         )
     ]  # fmt: skip

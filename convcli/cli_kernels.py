@@ -6,6 +6,7 @@ Rich and the kernel code are imported inside the commands.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -64,19 +65,84 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
                       "./kernels).", style="dim")  # fmt: skip
 
 
+#: More 2-D slices than this and ``kernels show`` draws the filter grid instead of heatmaps.
+MAX_HEATMAPS = 64
+
+
+class GridScale(StrEnum):
+    filter = "filter"
+    layer = "layer"
+
+
 @app.command("show")
 def show(
     name: Annotated[
-        str, typer.Argument(help="Built-in (gaussian:7:1.5), file, or NAME.yaml stem.")
+        str,
+        typer.Argument(
+            help="Built-in (gaussian:7:1.5), file, NAME.yaml stem, or weights: FILE.npy,"
+            " FILE.npz:NAME, FILE.safetensors:NAME, FILE.onnx[:NODE]."
+        ),
     ],
     kernel_dirs: KernelDirs = None,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png",
+            dir_okay=False,
+            show_default=False,
+            help="Write the filters as a picture: a grid of tiles (RGB tiles for a layer on 3"
+            " channels), each weight a square, mid-grey = 0.",
+        ),
+    ] = None,
+    scale: Annotated[
+        GridScale,
+        typer.Option(
+            "--scale",
+            help="Picture contrast: each filter scaled by its own largest |w|, or one scale"
+            " for the whole layer.",
+        ),
+    ] = GridScale.filter,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --png file.")] = False,
 ) -> None:
-    """Show a kernel's weights as a heatmap, with its sum, rank and symmetry."""
+    """Show a kernel's weights as a heatmap, with its sum, rank and symmetry.
+
+    A kernel with more than 64 2-D slices (a trained layer) is drawn as a picture of
+    its filters instead, in the terminal; --png writes that picture to a file.
+
+    [dim]Example: convcli kernels show model.onnx:conv1 --png conv1.png[/]
+    """
+    from rich.text import Text
+
+    from convcli.imageio.filtergrid import filter_grid, grid_layout, save_png
     from convcli.kernels import load_kernel
-    from convcli.report_kernels import kernel_view
+    from convcli.report_kernels import kernel_header, kernel_view
 
     kernel = load_kernel(name, kernel_dirs=kernel_dirs or ())
-    _console().print(kernel_view(kernel))
+    console = _console()
+    n_slices = len(kernel.members())
+    if png is not None:
+        pixels = filter_grid(kernel.weights, scale=scale.value)
+        save_png(png, pixels, force=force)
+        console.print(kernel_header(kernel))
+        layout = grid_layout(kernel.shape)
+        console.print(f"wrote {png}: {layout.describe()}, scaled per {scale.value}")
+        return
+    if n_slices <= MAX_HEATMAPS:
+        console.print(kernel_view(kernel))
+        return
+    console.print(kernel_header(kernel))
+    layout = grid_layout(kernel.shape)
+    if console.is_terminal:
+        from convcli.report import preview
+
+        pixels = filter_grid(kernel.weights, scale=scale.value, zoom=1, gap=1)  # 1 px a weight
+        console.print(preview(pixels, max_width=min(console.width, 100), max_height=40))
+        console.print(Text(f"{layout.describe()}, scaled per {scale.value}", style="dim"))
+    else:
+        console.print(
+            f"{n_slices} 2-D slices: too many to print as numbers; --png FILE draws"
+            f" them ({layout.describe()})"
+        )
 
 
 @app.command("validate")

@@ -76,7 +76,8 @@ Kernels = Annotated[
     list[str],
     typer.Option(
         "--kernel", "-k",
-        help="Built-in name (gaussian:5:1.2), YAML file or NAME.yaml in the kernel folders."
+        help="Built-in name (gaussian:5:1.2), YAML file, NAME.yaml in the kernel folders, or"
+        " weights: FILE.npy, FILE.npz:NAME, FILE.safetensors:NAME, FILE.onnx[:NODE]."
         " Several -k form one bank.",
         show_default=False,
     ),
@@ -95,7 +96,13 @@ Padding = Annotated[
     ),
 ]
 PadModeOpt = Annotated[
-    PadMode, typer.Option("--pad-mode", help="How the border is filled.", rich_help_panel=LAYER)
+    PadMode | None,
+    typer.Option(
+        "--pad-mode",
+        help="How the border is filled [default: reflect; zeros for an ONNX Conv's kernel].",
+        show_default=False,
+        rich_help_panel=LAYER,
+    ),
 ]
 PadValue = Annotated[
     float, typer.Option("--pad-value", help="Fill for --pad-mode constant.", rich_help_panel=LAYER)
@@ -121,7 +128,13 @@ Activation = Annotated[
     ),
 ]
 Groups = Annotated[
-    int, typer.Option(min=1, help="Groups for 4-D layer kernels.", rich_help_panel=LAYER)
+    int | None,
+    typer.Option(
+        min=1,
+        help="Groups for 4-D layer kernels [default: 1, or an ONNX Conv's group].",
+        show_default=False,
+        rich_help_panel=LAYER,
+    ),
 ]
 AlphaOpt = Annotated[
     Alpha, typer.Option("--alpha", help="What to do with transparency.", rich_help_panel=IMAGE)

@@ -38,7 +38,6 @@ from convcli.cli_options import (
     Montage,
     Out,
     Padding,
-    PadMode,
     PadModeOpt,
     PadValue,
     PoolAfter,
@@ -59,8 +58,24 @@ from convcli.cli_options import (
 PipelineArg = Annotated[
     Path,
     typer.Argument(
-        help="Pipeline YAML file: name, gray, stages (conv: / pool:), output.",
+        help="Pipeline YAML file (name, gray, stages, output), or an ONNX model (.onnx): its"
+        " leading chain of supported nodes.",
         exists=True, dir_okay=False, show_default=False,
+    ),
+]  # fmt: skip
+Until = Annotated[
+    str | None,
+    typer.Option(
+        "--until", show_default=False, metavar="NODE",
+        help="ONNX model: stop after this node (its name or its output's name).",
+    ),
+]  # fmt: skip
+Normalize = Annotated[
+    str | None,
+    typer.Option(
+        "--normalize", show_default=False, metavar="MEAN,STD|imagenet",
+        help="Feed stage 1 (x - mean) / std of the 0–1 image: MEAN,STD for all channels,"
+        " M1,M2,M3,S1,S2,S3 per channel, or imagenet.",
     ),
 ]  # fmt: skip
 SaveStages = Annotated[
@@ -134,6 +149,8 @@ def run(
     pipeline_file: PipelineArg,
     inputs: Inputs,
     kernel_dir: KernelDirs = None,
+    until: Until = None,
+    normalize: Normalize = None,
     save_stages: SaveStages = False,
     out: Out = "convcli-out",
     fmt: FormatOpt = None,
@@ -157,15 +174,22 @@ def run(
     """Run a multi-stage pipeline file (conv → activation → pool → conv ...) on images.
 
     The file's output: section gives defaults; options on the command line win.
+    An ONNX model runs its leading chain of supported nodes (Conv, BatchNormalization,
+    Add, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool, AveragePool, global pools) and says
+    where and why it stopped.
 
     [dim]Example: convcli run kernels/pipelines/tiny-edge-cnn.yaml samples/camera.png[/]
     """
     from convcli.cli import _run
     from convcli.cli_options import Format
     from convcli.errors import ParameterError
-    from convcli.pipeline_yaml import read_pipeline
+    from convcli.pipeline import parse_normalize
 
-    pf = read_pipeline(pipeline_file, kernel_dirs=kernel_dir or ())
+    norm = parse_normalize(normalize)
+    pf = _load_pipeline(pipeline_file, kernel_dir, until, norm)
+    from convcli.pipeline_yaml import PipelineFile
+
+    output_defaults = pf.output if isinstance(pf, PipelineFile) else {}
     o: dict[str, Any] = {
         "out": out, "fmt": fmt, "bit_depth": bit_depth, "range_": range_, "montage": montage,
         "force": force, "skip_existing": skip_existing, "preview": preview, "json_": json_,
@@ -173,7 +197,7 @@ def run(
         "exclude": exclude, "workers": workers, "manifest": manifest, "executor": executor,
         "scheduler": scheduler, "save_stages": save_stages,
     }  # fmt: skip
-    for key, value in pf.output.items():
+    for key, value in output_defaults.items():
         param = _OUTPUT_PARAMS[key]
         if _from_default(ctx, param):
             if key == "format":
@@ -185,6 +209,29 @@ def run(
         raise ParameterError("--save-stages writes files; it cannot be used with -o -")
     _check_first_input(pf, inputs, recursive=recursive, include=include, exclude=exclude)
     _run(pf.pipeline, inputs, o)
+
+
+def _load_pipeline(
+    path: Path, kernel_dir: list[Path] | None, until: str | None, normalize: Any = None
+) -> Any:
+    """A pipeline YAML file (:class:`PipelineFile`) or an ONNX model (:class:`ModelPipeline`),
+    by the file's suffix; both have ``.pipeline`` and ``.plan(in_shape, channels)``."""
+    import dataclasses
+
+    from convcli.errors import ParameterError
+
+    if path.suffix.lower() == ".onnx":
+        from convcli.onnx_model import pipeline_from_onnx
+
+        return pipeline_from_onnx(path, until=until, normalize=normalize)
+    if until is not None:
+        raise ParameterError("--until NODE goes with an ONNX model (a .onnx file)")
+    from convcli.pipeline_yaml import read_pipeline
+
+    pf = read_pipeline(path, kernel_dirs=kernel_dir or ())
+    if normalize is not None:
+        pf = dataclasses.replace(pf, pipeline=dataclasses.replace(pf.pipeline, normalize=normalize))
+    return pf
 
 
 def _from_default(ctx: typer.Context, param: str) -> bool:
@@ -221,13 +268,15 @@ def shape(
     pipeline_file: Annotated[
         Path | None,
         typer.Argument(
-            help="A pipeline YAML file (instead of -k / --kernel-size and the options).",
+            help="A pipeline YAML file or an ONNX model (instead of -k / --kernel-size and the"
+            " options).",
             exists=True,
             dir_okay=False,
             show_default=False,
         ),
     ] = None,
     input_: InputShape = "",
+    until: Until = None,
     kernel: OptKernels = None,
     kernel_size: KernelSize = None,
     out_channels: OutChannels = None,
@@ -235,7 +284,7 @@ def shape(
     stride: Stride = None,
     padding: Padding = None,
     dilation: Dilation = None,
-    groups: Groups = 1,
+    groups: Groups = None,
     bias: Bias = None,
     pool: PoolAfter = None,
     pool_size: PoolSize = "2",
@@ -264,15 +313,17 @@ def shape(
     if pipeline_file is not None:
         if kernel or kernel_size or out_channels or pool is not None:
             raise ParameterError("give a pipeline file or -k / --kernel-size / --pool, not both")
-        from convcli.pipeline_yaml import read_pipeline
-
-        pf = read_pipeline(pipeline_file, kernel_dirs=kernel_dir or ())
+        pf = _load_pipeline(pipeline_file, kernel_dir, until)
         if pf.pipeline.gray and in_shape[0] != 1:
-            notes.append(f"gray: true turns the {in_shape[0]} channels into 1 first")
+            onnx = pipeline_file.suffix.lower() == ".onnx"
+            what = "the model's 1-channel input" if onnx else "gray: true"
+            notes.append(f"{what} turns the {in_shape[0]} channels into 1 first")
             in_shape = (1, *in_shape[1:])
         result = pf.plan(in_shape)
         name = pf.pipeline.name
     else:
+        if until is not None:
+            raise ParameterError("--until NODE goes with an ONNX model (a .onnx file)")
         stages = _shape_stages(
             in_shape, kernel, kernel_size, out_channels, kernel_dir, stride, padding, dilation,
             groups, bias, pool, pool_size, pool_stride, pool_padding, ceil_mode,
@@ -320,7 +371,7 @@ def parse_chw(text: str) -> tuple[int, int, int]:
 def _shape_stages(
     in_shape: tuple[int, int, int], kernel: list[str] | None, kernel_size: str | None,
     out_channels: int | None, kernel_dir: list[Path] | None, stride: str | None,
-    padding: str | None, dilation: str | None, groups: int, bias: str | None,
+    padding: str | None, dilation: str | None, groups: int | None, bias: str | None,
     pool: Any, pool_size: str, pool_stride: str | None, pool_padding: str, ceil_mode: bool,
 ) -> list[Any]:  # fmt: skip
     import numpy as np
@@ -340,6 +391,7 @@ def _shape_stages(
         k = bank_of(kernel, kernel_dirs=kernel_dir or ())
     elif kernel_size:
         kh, kw = as_pair(kernel_size, "kernel size")
+        groups = groups or 1
         if out_channels is None:
             if groups != 1:
                 raise ParameterError("--groups needs --out-channels (a 4-D layer)")
@@ -394,7 +446,7 @@ def explain(
     kernel_dir: KernelDirs = None,
     stride: Stride = None,
     padding: Padding = None,
-    pad_mode: PadModeOpt = PadMode.reflect,
+    pad_mode: PadModeOpt = None,
     pad_value: PadValue = 0.0,
     dilation: Dilation = None,
     flip: Flip = False,
@@ -484,7 +536,8 @@ def explain(
         stride=as_pair(stride, "stride") if stride is not None else None,
         padding=parse_padding(padding) if padding is not None else None,
         dilation=as_pair(dilation, "dilation") if dilation is not None else None,
-        pad_mode=pad_mode.value, pad_value=pad_value, flip=flip, bias=parse_bias(bias),
+        pad_mode=pad_mode.value if pad_mode is not None else None, pad_value=pad_value,
+        flip=flip, bias=parse_bias(bias),
         activation=activation,
         pool=None if pool is ExplainPool.none else pool.value,
         pool_size=pool_size, pool_stride=pool_stride, pool_padding=parse_padding(pool_padding),

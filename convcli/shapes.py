@@ -27,7 +27,8 @@ Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]  # top, bottom, left, right
 PaddingSpec = int | str | Sequence[int]
 
-PADDING_WORDS = ("valid", "same", "full")
+#: ``same-lower`` is ONNX's SAME_LOWER: ``same``, with an odd extra pixel top/left.
+PADDING_WORDS = ("valid", "same", "full", "same-lower")
 #: Largest stride, dilation, window or padding accepted: no image is wider, and
 #: larger numbers overflow the numeric core's int64 index arithmetic.
 MAX_INT = 2**31 - 1
@@ -184,10 +185,12 @@ def resolve_padding(
     if spec == "full":
         ph, pw = (dilation[0] * (kernel_hw[0] - 1), dilation[1] * (kernel_hw[1] - 1))
         return ph, ph, pw, pw
-    if spec == "same":
+    if spec in ("same", "same-lower"):
         oy, ox = origin if origin is not None else (None, None)
         top, bottom = same_padding(in_hw[0], kernel_hw[0], stride[0], dilation[0], oy)
         left, right = same_padding(in_hw[1], kernel_hw[1], stride[1], dilation[1], ox)
+        if spec == "same-lower":
+            return bottom, top, right, left
         return top, bottom, left, right
     assert isinstance(spec, tuple)
     return spec
