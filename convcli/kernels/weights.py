@@ -188,6 +188,10 @@ def _npz_array(archive: Any, key: str | None, file: str) -> np.ndarray:
 def _safetensors(path: Path, name: str | None) -> Kernel:
     file = str(path)
     st = require("safetensors", file)
+    try:  # teaches numpy bfloat16 and float8 (onnx depends on it), so such tensors can be read
+        importlib.import_module("ml_dtypes")
+    except ImportError:
+        pass
     try:
         with st.safe_open(file, framework="numpy") as f:
             names = list(f.keys())
@@ -524,6 +528,8 @@ def tensor_kernel(
 ) -> Kernel:
     """Check a tensor (and its bias) and wrap it as a :class:`Kernel` read from ``file``."""
     arr = np.asarray(arr)
+    if arr.dtype.kind not in "biuf" and arr.dtype.name.startswith(("bfloat16", "float8")):
+        arr = arr.astype(np.float32)  # ml_dtypes' low-precision floats
     if arr.dtype.kind not in "biuf":
         raise KernelError(f"{what} holds {arr.dtype} values, not real numbers", file=file)
     if arr.ndim not in (2, 3, 4):
