@@ -40,7 +40,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,14 @@ import numpy as np
 
 from convcli.errors import KernelError
 from convcli.kernels.model import Kernel
-from convcli.kernels.weights import OnnxModel, Unsupported, attributes, load_onnx, pool_padding
+from convcli.kernels.weights import (
+    OnnxModel,
+    Unsupported,
+    attributes,
+    close_names,
+    load_onnx,
+    pool_padding,
+)
 from convcli.pipeline import ConvStage, Pipeline, PoolStage, Result, Stage
 
 #: Ops :func:`pipeline_from_onnx` turns into stages (for messages and docs).
@@ -218,9 +224,7 @@ def _input_shape(inp: Any, file: str) -> tuple[int | None, ...]:
 def _until_message(model: OnnxModel, walker: _Walker, until: str) -> str:
     names = [n.name for n in model.nodes if n.name] + [o for n in model.nodes for o in n.output]
     if until not in names:
-        close = difflib.get_close_matches(until, names, n=3, cutoff=0.6)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        return f"no node {until!r}{hint}"
+        return f"no node {until!r}{close_names(until, names)}"
     where = walker.stop.text() if walker.stop is not None else "the chain ends first"
     return f"node {until!r} is past the part convcli can run ({where})"
 
@@ -422,7 +426,7 @@ class _Walker:
         if unknown:
             raise Unsupported(f"has attribute {unknown[0]!r}, which convcli does not support")
         if op == "LeakyRelu":
-            name = f"leaky-relu:{np.float32(a.get('alpha', 0.01))}"  # float32's shortest form
+            name = "leaky-relu:" + str(np.float32(a.get("alpha", 0.01)))  # float32's shortest
         last = self.stages[-1] if self.stages else None
         if self.open and isinstance(last, ConvStage) and last.activation is None:
             k = last.kernel

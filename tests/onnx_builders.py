@@ -131,6 +131,9 @@ def run_ort(model: Any, x: np.ndarray, output: str | None = None) -> np.ndarray:
     names = [o.name for o in m.graph.output]
     if output is not None and output not in names:
         m.graph.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, None))
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    # the reference kernels, not the fused/NCHWc rewrites (which refuse e.g. dilation with SAME)
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     (y,) = sess.run([output or names[0]], {"x": np.asarray(x, np.float32)[None]})
     return np.asarray(y)[0]

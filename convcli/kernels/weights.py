@@ -461,7 +461,7 @@ def _onnx(path: Path, name: str | None) -> Kernel:
         conv_names = [model.node_label(n) for n in convs]
         choices = conv_names + [n.output[0] for n in convs] + model.tensor_names()
         raise KernelError(
-            f"no Conv node or initializer {name!r}{_close(name, choices)}"
+            f"no Conv node or initializer {name!r}{close_names(name, choices)}"
             f"{_listing('Conv nodes', convs)}",
             file=file,
         )
@@ -584,7 +584,7 @@ def _pick(names: Sequence[str], name: str | None, file: str, what: str) -> str:
     if name in names:
         return name
     raise KernelError(
-        f"no {what} {name!r}{_close(name, names)}; it holds {len(names)}: {_names(names)}",
+        f"no {what} {name!r}{close_names(name, names)}; it holds {len(names)}: {_names(names)}",
         file=file,
     )
 
@@ -595,8 +595,12 @@ def _names(names: Sequence[str]) -> str:
     return ", ".join(list(names)[:_MAX_LISTED]) + more
 
 
-def _close(word: str, choices: Sequence[str]) -> str:
-    """``" (did you mean 'a' or 'b'?)"`` for up to three close names, else ``""``."""
+def close_names(word: str, choices: Sequence[str]) -> str:
+    """``" (did you mean 'a' or 'b'?)"`` for up to three names about as close as the best.
+
+    >>> close_names("conv9", ["conv1", "conv2", "bn1"]), close_names("x", ["conv1"])
+    (" (did you mean 'conv1' or 'conv2'?)", '')
+    """
     close = difflib.get_close_matches(word, list(dict.fromkeys(choices)), n=3, cutoff=0.6)
     if not close:
         return ""
