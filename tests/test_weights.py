@@ -281,7 +281,7 @@ def _bad_cases(d: Path, files: dict) -> list[tuple[str, str]]:
         (f"{files['npz']}", "holds 7 arrays; name one with"),
         (
             f"{files['safetensors']}:conv5.weight",
-            "no tensor 'conv5.weight' (did you mean 'conv4.weight',",
+            "no tensor 'conv5.weight' (did you mean 'conv1.weight', 'conv2.weight' or",
         ),
         (f"{d}/obj.npz:w", "obj.npz: array 'w' of obj.npz holds <U1 values, not real numbers"),
         (f"{m}:conv9", "no Conv node or initializer 'conv9' (did you mean"),

@@ -601,11 +601,12 @@ def close_names(word: str, choices: Sequence[str]) -> str:
     >>> close_names("conv9", ["conv1", "conv2", "bn1"]), close_names("x", ["conv1"])
     (" (did you mean 'conv1' or 'conv2'?)", '')
     """
-    close = difflib.get_close_matches(word, list(dict.fromkeys(choices)), n=3, cutoff=0.6)
-    if not close:
+    unique = list(dict.fromkeys(choices))
+    ratio = {c: difflib.SequenceMatcher(None, word, c).ratio() for c in unique}
+    ranked = sorted((c for c in unique if ratio[c] >= 0.6), key=lambda c: -ratio[c])  # stable
+    if not ranked:
         return ""
-    best = difflib.SequenceMatcher(None, word, close[0]).ratio()  # others only if as close
-    close = [c for c in close if difflib.SequenceMatcher(None, word, c).ratio() >= best - 0.05]
+    close = [c for c in ranked[:3] if ratio[c] >= ratio[ranked[0]] - 0.05]  # about as close
     quoted = [repr(c) for c in close]
     head = ", ".join(quoted[:-1]) + " or " if len(quoted) > 1 else ""
     return f" (did you mean {head}{quoted[-1]}?)"
