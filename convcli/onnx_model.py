@@ -28,13 +28,6 @@ The walk stops before the first node it cannot reproduce exactly (another op, an
 unsupported attribute, a branch such as a residual connection, weights computed
 at run time) and says which node and why (:class:`Stop`); ``until`` stops after
 a named node. The prefix runs on images of any size (it is fully convolutional).
-
-Examples
---------
->>> from onnx import helper, TensorProto, numpy_helper   # doctest: +SKIP
->>> mp = pipeline_from_onnx("tiny.onnx", until="relu1")   # doctest: +SKIP
->>> [s.name for s in mp.pipeline.stages], mp.stop          # doctest: +SKIP
-(['conv1+bn1+relu1'], None)
 """
 
 from __future__ import annotations
@@ -162,6 +155,22 @@ def pipeline_from_onnx(
     KernelError
         Not an ONNX model, no single 4-D image input, no supported first node, or an
         ``until`` node that is not in the supported prefix (exit 2).
+
+    Examples
+    --------
+    >>> import tempfile, onnx
+    >>> from onnx import TensorProto, helper, numpy_helper
+    >>> w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    >>> nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+    ...          helper.make_node("Relu", ["c"], ["r"], name="relu"),
+    ...          helper.make_node("Flatten", ["r"], ["f"], name="flat")]
+    >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "H", "W"])
+    >>> f = helper.make_tensor_value_info("f", TensorProto.FLOAT, None)
+    >>> path = tempfile.mkdtemp() + "/tiny.onnx"
+    >>> onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [f], [w])), path)
+    >>> mp = pipeline_from_onnx(path)
+    >>> [s.name for s in mp.pipeline.stages], mp.output, mp.stop.node
+    (['conv+relu'], 'r', 'flat')
     """
     file = os.fspath(path)
     model = load_onnx(file)
