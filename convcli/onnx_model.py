@@ -415,7 +415,8 @@ class _Walker:
             bias = bias + shift
             label = self.model.node_label(node)
             folded = dataclasses.replace(
-                k, name=f"{k.name}+{label}", weights=w, bias=tuple(float(b) for b in bias),
+                k, name=f"{k.name}+{self.model.short_name(node)}", weights=w,
+                bias=tuple(float(b) for b in bias),
                 description=f"{k.description}; {node.op_type} {label!r} folded in",
             )  # fmt: skip
             self.stages[-1] = dataclasses.replace(last, kernel=folded)
@@ -439,9 +440,9 @@ class _Walker:
         last = self.stages[-1] if self.stages else None
         if self.open and isinstance(last, ConvStage) and last.activation is None:
             k = last.kernel
-            label = self.model.node_label(node)
+            short = self.model.short_name(node)
             self.stages[-1] = dataclasses.replace(
-                last, activation=name, kernel=dataclasses.replace(k, name=f"{k.name}+{label}")
+                last, activation=name, kernel=dataclasses.replace(k, name=f"{k.name}+{short}")
             )
             self.open = False
             return None
@@ -464,7 +465,7 @@ class _Walker:
         label = self.model.node_label(node)
         c = scale.size
         return Kernel(
-            name=label,
+            name=self.model.short_name(node),
             weights=np.asarray(scale, dtype=np.float64).reshape(c, 1, 1, 1).copy(),
             description=f"{node.op_type} {label!r} as a per-channel 1×1 depthwise conv",
             bias=tuple(float(b) for b in shift),

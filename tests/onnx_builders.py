@@ -135,5 +135,6 @@ def run_ort(model: Any, x: np.ndarray, output: str | None = None) -> np.ndarray:
     # the reference kernels, not the fused/NCHWc rewrites (which refuse e.g. dilation with SAME)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    (y,) = sess.run([output or names[0]], {"x": np.asarray(x, np.float32)[None]})
+    feed = {sess.get_inputs()[0].name: np.asarray(x, np.float32)[None]}
+    (y,) = sess.run([output or names[0]], feed)
     return np.asarray(y)[0]

@@ -31,6 +31,8 @@ from convcli.onnx_model import pipeline_from_onnx  # noqa: E402
 
 ENV = {"COLUMNS": "100", "NO_COLOR": "1", "CONVCLI_KERNEL_PATH": ""}
 TOL = 1e-5
+REPO = Path(__file__).resolve().parents[1]
+TINY_CNN = REPO / "docs" / "models" / "tiny-cnn.onnx"
 
 
 @pytest.fixture(autouse=True)
@@ -292,6 +294,25 @@ def test_model_errors(tmp_path: Path) -> None:
     onnx.save(helper.make_model(vec), "vec.onnx")
     with pytest.raises(KernelError, match=r"input 'v' is 2-D; convcli feeds images as N×C×H×W"):
         pipeline_from_onnx("vec.onnx")
+
+
+def test_the_readme_network_exported_by_pytorch(tmp_path: Path) -> None:
+    """docs/models/tiny-cnn.onnx (torch.onnx.export's names and node forms) on a sample photo."""
+    if not TINY_CNN.is_file():
+        pytest.skip("docs/models/tiny-cnn.onnx is not in this tree")
+    mp = pipeline_from_onnx(TINY_CNN, normalize=IMAGENET_MEAN_STD)
+    assert [s.name for s in mp.pipeline.stages] == [
+        "conv1+bn1+Relu", "maxpool", "conv2+bn2+Relu_1", "global-avg"
+    ]  # fmt: skip
+    assert mp.stop is not None and mp.stop.op_type == "Flatten"
+    photo = read_image(REPO / "samples" / "chelsea.jpg")[:, ::2, ::2]  # 150×226: keep it quick
+    result = run(mp.pipeline, rgb(photo), keep_stages=True)
+    mean, std = (np.asarray(v, np.float32).reshape(3, 1, 1) for v in IMAGENET_MEAN_STD)
+    model = onnx.load(str(TINY_CNN))
+    for record, source in zip(result.records, mp.sources, strict=True):
+        want = run_ort(model, (photo - mean) / std, source.output)
+        assert record.maps is not None and record.maps.shape == want.shape
+        assert np.abs(record.maps - want).max() < TOL
 
 
 # --------------------------------------------------------------------------- the command line

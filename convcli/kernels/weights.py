@@ -316,6 +316,19 @@ class OnnxModel:
         """A node's name, or (unnamed nodes) ``OpType -> output``."""
         return node.name or f"{node.op_type} -> {node.output[0] if node.output else '?'}"
 
+    def short_name(self, node: Any) -> str:
+        """A node's name for stage and kernel names: PyTorch's ``/conv1/Conv`` -> ``conv1``.
+
+        Leading ``/`` and a last ``/OpType`` part are dropped; an unnamed node is
+        called by its output.
+        """
+        if not node.name:
+            return node.output[0] if node.output else node.op_type
+        name = node.name.strip("/")
+        if name.endswith("/" + node.op_type):
+            name = name[: -len(node.op_type) - 1]
+        return name or node.op_type
+
     def conv_nodes(self) -> list[Any]:
         return [n for n in self.nodes if n.op_type == "Conv" and n.domain in ("", "ai.onnx")]
 
@@ -345,7 +358,7 @@ class OnnxModel:
         label = node.name or node.output[0]
         what = f"Conv node {label!r} of {Path(self.file).name}"
         return tensor_kernel(
-            w, name=label.strip("/") or label, file=self.file, bias=bias,
+            w, name=self.short_name(node), file=self.file, bias=bias,
             bias_from=node.input[2] if bias is not None else None, what=what,
             stride=attrs.stride, padding=attrs.padding, dilation=attrs.dilation,
             groups=attrs.groups, pad_mode="zeros", extra={"onnx_node": label},
