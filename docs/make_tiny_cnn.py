@@ -5,8 +5,10 @@ permissively licensed image CNN, so this script trains one in about a minute on
 a CPU, on pictures it generates itself: colour gratings (two random colours, a
 random stripe width and phase, noise) whose stripes run at one of four angles,
 0°, 45°, 90° or 135° (±10°). The network learns to tell the angle, so its first
-layer learns oriented, colour-blind edge and stripe detectors — the same kind of
-filters the first layer of an ImageNet network learns, on a much simpler world.
+layer learns oriented edge and stripe detectors, some tuned to a colour contrast —
+the kind of filters the first layer of an ImageNet network learns, in a much
+simpler world. (Run here: 400 steps in 85 s on 2 busy cores, 99.7 % of 2000 new
+gratings right.)
 
 The network is a ResNet-like stem (the part ``convcli run`` can run) and a head::
 
