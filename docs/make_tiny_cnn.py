@@ -125,8 +125,8 @@ def main() -> None:
     onnx.save(m, str(onnx_path))
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items() if v.dtype.is_floating_point},
-              str(OUT / "tiny-cnn.safetensors"))  # fmt: skip
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if v.is_floating_point()}
+    save_file(state, str(OUT / "tiny-cnn.safetensors"))
     print(f"wrote {onnx_path} and {OUT / 'tiny-cnn.safetensors'}")
 
 

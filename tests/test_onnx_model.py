@@ -150,7 +150,7 @@ def test_pooling_grid_matches_onnxruntime() -> None:
             assert got is not None and got.shape == want.shape, (op, k, s, pads, ceil, cip, hw)
             assert np.abs(got - want).max() < 1e-6, (op, k, s, pads, ceil, cip, hw)
             n += 1
-    assert n == 2 * len(_pool_cases()) > 300
+    assert n == 2 * len(_pool_cases()) == 600
 
 
 def test_conv_grid_matches_onnxruntime() -> None:
@@ -350,7 +350,7 @@ def test_run_model_normalize_imagenet_and_pngs(chain: dict, tmp_path: Path) -> N
         got = z[z.files[0]]
     mean, std = (np.asarray(v, np.float32).reshape(3, 1, 1) for v in IMAGENET_MEAN_STD)
     want = run_ort(chain["model"], (read_image(photo) - mean) / std, "relu1_out")
-    assert np.abs(got - want).max() < TOL
+    assert np.abs(got - want).max() < TOL * np.abs(want).max()  # normalised: values up to ~25
     pngs = invoke("run", chain["path"], photo, "--until", "pool1", "--montage", "-o", "png")
     assert pngs.exit_code == 0, pngs.output
     names = sorted(p.name for p in Path("png").iterdir())
