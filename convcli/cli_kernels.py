@@ -125,14 +125,14 @@ def show(
         save_png(png, pixels, force=force)
         console.print(kernel_header(kernel))
         layout = grid_layout(kernel.shape)
-        console.print(f"wrote {png}: {layout.describe()}, scaled per {scale.value}")
+        console.print(Text(f"wrote {png}: {layout.describe()}, scaled per {scale.value}"))
         return
     if n_slices <= MAX_HEATMAPS:
         console.print(kernel_view(kernel))
         return
     console.print(kernel_header(kernel))
-    layout = grid_layout(kernel.shape)
-    if console.is_terminal:
+    layout = grid_layout(kernel.shape, zoom=1, gap=1) if console.is_terminal else None
+    if layout is not None:
         from convcli.report import preview
 
         pixels = filter_grid(kernel.weights, scale=scale.value, zoom=1, gap=1)  # 1 px a weight
@@ -140,8 +140,10 @@ def show(
         console.print(Text(f"{layout.describe()}, scaled per {scale.value}", style="dim"))
     else:
         console.print(
-            f"{n_slices} 2-D slices: too many to print as numbers; --png FILE draws"
-            f" them ({layout.describe()})"
+            Text(
+                f"{n_slices} 2-D slices: too many to print as numbers; --png FILE draws"
+                f" them ({grid_layout(kernel.shape).describe()})"
+            )
         )
 
 

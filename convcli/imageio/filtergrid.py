@@ -71,7 +71,8 @@ class GridLayout:
         }[self.mode]
         grid = f"{self.rows}×{self.columns} grid" if self.mode != "slices" else "one row per filter"
         kh, kw = self.tile
-        return f"{what}, {grid}, {kh}×{kw} weights shown ×{self.zoom}"
+        zoom = f" shown ×{self.zoom}" if self.zoom > 1 else ""
+        return f"{what}, {grid}, {kh}×{kw} weights{zoom}"
 
 
 def grid_layout(shape: Sequence[int], *, zoom: int | None = None, gap: int = 2) -> GridLayout:
