@@ -268,6 +268,9 @@ def _bad_cases(d: Path, files: dict) -> list[tuple[str, str]]:
     g = GraphBuilder(channels=3)
     g.node("Relu", "r")
     onnx.save(g.model(), str(d / "noconv.onnx"))
+    g = GraphBuilder(channels=3)
+    g.conv("c", 2, 3, c_in=3)
+    onnx.save(g.model(opset=6), str(d / "old.onnx"))
     m = files["onnx"]
     return [
         (f"{d}/text.onnx", "text.onnx: not an ONNX model ("),
@@ -290,6 +293,7 @@ def _bad_cases(d: Path, files: dict) -> list[tuple[str, str]]:
         (f"{d}/conv1d.onnx", "Conv node 'c1d' is a 1-D convolution (weights 2×3×3)"),
         (f"{d}/computed.onnx", "its weights 'w1' are computed by node 'Identity -> w1'"),
         (f"{d}/noconv.onnx", "noconv.onnx: has no Conv node"),
+        (f"{d}/old.onnx", "old.onnx: ONNX opset 6 is not supported (convcli reads opset 7 and"),
         (f"{files['npz']}:", "nothing after ':'"),
     ]
 
