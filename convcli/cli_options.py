@@ -99,7 +99,7 @@ PadModeOpt = Annotated[
     PadMode | None,
     typer.Option(
         "--pad-mode",
-        help="How the border is filled [default: reflect; zeros for an ONNX Conv's kernel].",
+        help="How the border is filled (default: reflect; zeros for an ONNX Conv's kernel).",
         show_default=False,
         rich_help_panel=LAYER,
     ),
@@ -131,7 +131,7 @@ Groups = Annotated[
     int | None,
     typer.Option(
         min=1,
-        help="Groups for 4-D layer kernels [default: 1, or an ONNX Conv's group].",
+        help="Groups for 4-D layer kernels (default: 1, or an ONNX Conv's group).",
         show_default=False,
         rich_help_panel=LAYER,
     ),
