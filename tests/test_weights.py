@@ -227,15 +227,13 @@ def test_split_spec_prefers_an_existing_file(tmp_path: Path) -> None:
 def test_plain_initializer_and_its_bias(tmp_path: Path) -> None:
     """An initializer no Conv uses is read as it is, with ``...bias`` beside ``...weight``."""
     g = GraphBuilder(channels=3)
-    w = g.const("head.weight", np.ones((2, 3, 1, 1)))
-    b = g.const("head.bias", [0.25, -0.5])
+    g.const("head.weight", np.ones((2, 3, 1, 1)))  # stored, used by no node
+    g.const("head.bias", [0.25, -0.5])
     g.node("Mul", "m", g.const("s", [2.0]))
-    model = g.model()
-    model.graph.initializer.extend([])  # head.* are stored but unused by any node
-    onnx.save(model, str(tmp_path / "m.onnx"))
-    k = load_weights_kernel(f"{tmp_path}/m.onnx:{w}")
-    assert k.shape == (2, 3, 1, 1) and k.bias == (0.25, -0.5) and k.groups is None
-    assert b == "head.bias"
+    onnx.save(g.model(), str(tmp_path / "m.onnx"))
+    k = load_weights_kernel(f"{tmp_path}/m.onnx:head.weight")
+    assert k.shape == (2, 3, 1, 1) and k.bias == (0.25, -0.5)
+    assert k.groups is None and k.pad_mode is None and k.stride is None  # no node: no defaults
 
 
 # --------------------------------------------------------------------------- bad files
