@@ -183,10 +183,12 @@ def resolve_padding(
     if spec == "full":
         ph, pw = (dilation[0] * (kernel_hw[0] - 1), dilation[1] * (kernel_hw[1] - 1))
         return ph, ph, pw, pw
-    if spec == "same":
+    if spec in ("same", "same-lower"):
         oy, ox = origin if origin is not None else (None, None)
         top, bottom = same_padding(in_hw[0], kernel_hw[0], stride[0], dilation[0], oy)
         left, right = same_padding(in_hw[1], kernel_hw[1], stride[1], dilation[1], ox)
+        if spec == "same-lower":
+            return bottom, top, right, left
         return top, bottom, left, right
     assert isinstance(spec, tuple)
     return spec

@@ -81,6 +81,7 @@ class PaddingWord(Word):
     valid = "valid"
     same = "same"
     full = "full"
+    same_lower = "same-lower"  # ONNX's SAME_LOWER: same, an odd extra pixel top/left
 
 
 class PoolOp(Word):
@@ -266,6 +267,13 @@ class CombineOp(Word):
     sum = "sum"
 
 
+class GridScale(Word):
+    """Contrast of a filter picture (``kernels show --png``)."""
+
+    filter = "filter"  # each filter by its own largest |w|
+    layer = "layer"  # one scale for the whole kernel
+
+
 class Alpha(Word):
     """What happens to an image's transparency."""
 
@@ -311,6 +319,7 @@ _WHAT = {
     "Colormap": "colour map",
     "Compression": "compression",
     "CombineOp": "combine",
+    "GridScale": "scale",
 }
 
 #: Accepted alternative spellings, by set (keys already lower-case, ``_`` → ``-``).

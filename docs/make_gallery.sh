@@ -49,4 +49,13 @@ run convolve "$out/chelsea.png" -k kernels/compass-bank.yaml --gray --activation
     --pool max --montage --cmap viridis --range-scope input --colorbar -o "$maps"
 mv "$maps/chelsea.compass-maxpool.montage.png" "$out/chelsea.compass-montage.png"
 
+# A trained network (docs/models/tiny-cnn.onnx, made by docs/make_tiny_cnn.py; needs
+# convcli[models]): its first layer's 16 filters as RGB tiles, and the maps that layer
+# (conv1 + BatchNorm + ReLU, up to the node /Relu) makes of the photo.
+echo "+ convcli kernels show docs/models/tiny-cnn.onnx --png $out/tiny-cnn.conv1.png" >&2
+$convcli kernels show docs/models/tiny-cnn.onnx --png "$out/tiny-cnn.conv1.png" --force >/dev/null
+run run docs/models/tiny-cnn.onnx "$out/chelsea.png" --normalize imagenet --until /Relu \
+    --montage -o "$maps"
+mv "$maps/chelsea.tiny-cnn.montage.png" "$out/chelsea.tiny-cnn-montage.png"
+
 ls -l "$out"

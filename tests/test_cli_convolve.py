@@ -795,7 +795,8 @@ def test_gallery_pictures_are_small_and_show_something() -> None:
     for path in gallery:
         with Image.open(path) as im:
             a = np.asarray(im.convert("L"), dtype=np.float64)
-            assert im.width <= 256, path.name
+            # a montage of a trained layer's 16 maps needs 4 tiles a row
+            assert im.width <= (480 if "montage" in path.name else 256), path.name
         assert 20 < a.mean() < 235 and a.std() > 10, path.name  # not flat black/white
 
 

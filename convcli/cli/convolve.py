@@ -30,7 +30,7 @@ from convcli.cli.options import (
     Stride,
     with_output_options,
 )
-from convcli.vocab import Alpha, DType, PadMode
+from convcli.vocab import Alpha, DType
 
 
 @with_output_options
@@ -41,13 +41,13 @@ def convolve(
     kernel_dir: KernelDirs = None,
     stride: Stride = None,
     padding: Padding = None,
-    pad_mode: PadModeOpt = PadMode.reflect,
+    pad_mode: PadModeOpt = None,
     pad_value: PadValue = 0.0,
     dilation: Dilation = None,
     flip: Flip = False,
     bias: Bias = None,
     activation: ActivationOpt = None,
-    groups: Groups = 1,
+    groups: Groups = None,
     combine: CombineOpt = None,
     pool: PoolAfter = None,
     pool_size: PoolSize = "2",
@@ -74,7 +74,8 @@ def convolve(
     stages: list[Stage] = [
         ConvStage(
             k, stride=stride, padding=padding, dilation=dilation, activation=activation,
-            pad_mode=pad_mode.value, pad_value=pad_value, groups=groups, flip=flip, bias=bias,
+            pad_mode=pad_mode.value if pad_mode else None, pad_value=pad_value, groups=groups,
+            flip=flip, bias=bias,
         )
     ]  # fmt: skip
     if combine is not None:

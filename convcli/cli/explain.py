@@ -25,7 +25,7 @@ from convcli.cli.options import (
     PoolStride,
     Stride,
 )
-from convcli.vocab import PadMode, PoolOp
+from convcli.vocab import PoolOp
 
 
 def explain(
@@ -33,7 +33,7 @@ def explain(
     kernel_dir: KernelDirs = None,
     stride: Stride = None,
     padding: Padding = None,
-    pad_mode: PadModeOpt = PadMode.reflect,
+    pad_mode: PadModeOpt = None,
     pad_value: PadValue = 0.0,
     dilation: Dilation = None,
     flip: Flip = False,
@@ -142,7 +142,7 @@ def explain(
         stride=stride,
         padding=padding,
         dilation=dilation,
-        pad_mode=pad_mode.value,
+        pad_mode=pad_mode.value if pad_mode else None,
         pad_value=pad_value,
         flip=flip,
         bias=bias,

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 
 from convcli.cli.helptext import Command
-from convcli.cli.options import KernelDirs
+from convcli.cli.options import KernelDirs, word_parser
+from convcli.vocab import GridScale
 
 app = typer.Typer(
     help="List, show and validate kernels.", no_args_is_help=True, rich_markup_mode=None
@@ -64,20 +65,88 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
                       "./kernels).", style="dim")  # fmt: skip
 
 
+#: More 2-D slices than this and ``kernels show`` draws the filter grid instead of heatmaps.
+MAX_HEATMAPS = 64
+
+
 @app.command("show", cls=Command, short_help="A kernel's weights, sum, rank and symmetry.")
 def show(
     name: Annotated[
         str,
-        typer.Argument(help="Built-in (gaussian:7:1.5), file, or NAME.yaml stem.", metavar="NAME"),
+        typer.Argument(
+            help="Built-in (gaussian:7:1.5), file, NAME.yaml stem, or weights: FILE.npy,"
+            " FILE.npz:NAME, FILE.safetensors:NAME, FILE.onnx[:NODE].",
+            metavar="NAME",
+        ),
     ],
     kernel_dirs: KernelDirs = None,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png",
+            metavar="FILE",
+            dir_okay=False,
+            show_default=False,
+            help="Write the filters as a picture: a grid of tiles (RGB tiles for a layer on 3"
+            " channels), each weight a square, mid-grey = 0.",
+        ),
+    ] = None,
+    scale: Annotated[
+        GridScale,
+        typer.Option(
+            "--scale",
+            parser=word_parser(GridScale, "--scale"),
+            metavar="filter|layer",
+            show_default=False,
+            help="Picture contrast: each filter scaled by its own largest |w|, or one scale"
+            " for the whole layer [default: filter].",
+        ),
+    ] = GridScale.filter,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --png file.")] = False,
 ) -> None:
-    """Show a kernel's weights as a heatmap, with its sum, rank and symmetry."""
-    from convcli.cli.kernels_view import kernel_view
+    """Show a kernel's weights as a heatmap, with its sum, rank and symmetry.
+
+    A kernel with more than 64 2-D slices (a trained layer) is drawn as a picture of
+    its filters instead, in the terminal; --png writes that picture to a file.
+
+    \b
+    Example:
+      convcli kernels show model.onnx:conv1 --png conv1.png
+    """
+    from rich.text import Text
+
+    from convcli.cli.kernels_view import kernel_header, kernel_view
+    from convcli.imageio.filtergrid import filter_grid, grid_layout, save_png
     from convcli.kernels import load_kernel
 
     kernel = load_kernel(name, kernel_dirs=kernel_dirs or ())
-    _console().print(kernel_view(kernel))
+    console = _console()
+    n_slices = len(kernel.members())
+    if png is not None:
+        pixels = filter_grid(kernel.weights, scale=scale.value)
+        save_png(png, pixels, force=force)
+        console.print(kernel_header(kernel))
+        caption = grid_layout(kernel.shape).describe()
+        console.print(Text(f"wrote {png}: {caption}, scaled per {scale.value}"))
+        return
+    if n_slices <= MAX_HEATMAPS:
+        console.print(kernel_view(kernel))
+        return
+    console.print(kernel_header(kernel))
+    layout = grid_layout(kernel.shape, zoom=1, gap=1) if console.is_terminal else None
+    if layout is not None:
+        from convcli.cli.report import preview
+
+        pixels = filter_grid(kernel.weights, scale=scale.value, zoom=1, gap=1)  # 1 px a weight
+        console.print(preview(pixels, max_width=min(console.width, 100), max_height=40))
+        console.print(Text(f"{layout.describe()}, scaled per {scale.value}", style="dim"))
+    else:
+        console.print(
+            Text(
+                f"{n_slices} 2-D slices: too many to print as numbers; --png FILE draws"
+                f" them ({grid_layout(kernel.shape).describe()})"
+            )
+        )
 
 
 @app.command("validate", cls=Command, short_help="Check kernel files: one line per finding.")

@@ -228,14 +228,21 @@ def _header(kernel: Kernel) -> Text:
     if kernel.bias is not None:
         bias = kernel.bias
         text = ", ".join(_fmt(b) for b in bias) if isinstance(bias, tuple) else _fmt(bias)
+        if isinstance(bias, tuple) and len(bias) > 8:
+            text = f"×{len(bias)} ({_fmt(min(bias))} to {_fmt(max(bias))})"
         notes.append(f"bias {text}")
-    for key in ("stride", "padding", "dilation", "activation"):
+    for key in ("stride", "padding", "dilation", "activation", "groups", "pad_mode"):
         value = getattr(kernel, key)
         if value is not None:
             shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
             notes.append(f"{key} {shown}")
     lines.append(Text(" · ".join(notes), style="dim"))
     return Text("\n").join(lines)
+
+
+def kernel_header(kernel: Kernel) -> Text:
+    """The first lines of :func:`kernel_view`: name, size, source, description, options."""
+    return _header(kernel)
 
 
 def kernel_view(kernel: Kernel) -> RenderableType:

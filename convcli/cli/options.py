@@ -117,6 +117,12 @@ def _range(text: object) -> str:
     return word
 
 
+def _normalize(text: object) -> Any:
+    from convcli.pipeline.engine import parse_normalize
+
+    return parse_normalize(str(text))
+
+
 def _threshold(text: object) -> float | str | None:
     from convcli.imageio.write import parse_threshold
 
@@ -140,7 +146,8 @@ def _bit_depth(text: object) -> int:
     return int(str(text))
 
 
-def _wordp(words: type[Word], option: str) -> Callable[[Any], Any]:
+def word_parser(words: type[Word], option: str) -> Callable[[Any], Any]:
+    """A ``parser=`` for an option taking a word of ``words``."""
     return _parser(_word(words, option))
 
 
@@ -174,8 +181,9 @@ Kernels = Annotated[
         "-k",
         metavar="KERNEL",
         show_default=False,
-        help="A built-in (gaussian:5:1.2), a YAML file, or NAME for NAME.yaml in the kernel"
-        " folders. Several -k form one bank.",
+        help="A built-in (gaussian:5:1.2), a YAML file, NAME for NAME.yaml in the kernel"
+        " folders, or weights: FILE.npy, FILE.npz:NAME, FILE.safetensors:NAME,"
+        " FILE.onnx[:NODE]. Several -k form one bank.",
     ),
 ]
 OptKernels = Annotated[
@@ -222,13 +230,13 @@ Padding = Annotated[
     ),
 ]
 PadModeOpt = Annotated[
-    PadMode,
+    Any,
     typer.Option(
         "--pad-mode",
-        parser=_wordp(PadMode, "--pad-mode"),
+        parser=word_parser(PadMode, "--pad-mode"),
         metavar=_metavar(PadMode),
         show_default=False,
-        help="How the border is filled [default: reflect].",
+        help="How the border is filled [default: reflect, or zeros for an ONNX Conv's kernel].",
     ),
 ]
 PadValue = Annotated[
@@ -263,7 +271,7 @@ CombineOpt = Annotated[
     Any,
     typer.Option(
         "--combine",
-        parser=_wordp(CombineOp, "--combine"),
+        parser=word_parser(CombineOp, "--combine"),
         metavar="OP",
         show_default=False,
         help="Reduce a bank's maps to one per channel, after the activation and before"
@@ -282,14 +290,31 @@ ActivationOpt = Annotated[
     ),
 ]
 Groups = Annotated[
-    int,
+    Any,
     typer.Option(
         parser=positive_parser("--groups"),
         metavar="G",
         show_default=False,
-        help="Groups of a 4-D layer kernel [default: 1].",
+        help="Groups of a 4-D layer kernel [default: 1, or an ONNX Conv's group].",
     ),
 ]
+
+Until = Annotated[
+    str | None,
+    typer.Option(
+        "--until", show_default=False, metavar="NODE",
+        help="ONNX model: stop after this node (its name or its output's name).",
+    ),
+]  # fmt: skip
+NormalizeOpt = Annotated[
+    Any,
+    typer.Option(
+        "--normalize", parser=_parser(lambda t: _normalize(t)), show_default=False,
+        metavar="MEAN,STD|imagenet",
+        help="Feed stage 1 (x - mean) / std of the 0–1 image: MEAN,STD for all channels,"
+        " M1,M2,M3,S1,S2,S3 per channel, or imagenet.",
+    ),
+]  # fmt: skip
 
 # --------------------------------------------------------------------------- image
 
@@ -297,7 +322,7 @@ AlphaOpt = Annotated[
     Alpha,
     typer.Option(
         "--alpha",
-        parser=_wordp(Alpha, "--alpha"),
+        parser=word_parser(Alpha, "--alpha"),
         metavar=_metavar(Alpha),
         show_default=False,
         help="What transparency does [default: premultiply].",
@@ -308,7 +333,7 @@ DTypeOpt = Annotated[
     DType,
     typer.Option(
         "--dtype",
-        parser=_wordp(DType, "--dtype"),
+        parser=word_parser(DType, "--dtype"),
         metavar=_metavar(DType),
         show_default=False,
         help="The computation's float type [default: float32].",
@@ -321,7 +346,7 @@ PoolAfter = Annotated[
     Any,
     typer.Option(
         "--pool",
-        parser=_wordp(PoolOp, "--pool"),
+        parser=word_parser(PoolOp, "--pool"),
         metavar="OP",
         show_default=False,
         help=f"Pool after the convolution: {', '.join(PoolOp.choices())}.",
@@ -331,7 +356,7 @@ PoolOpOpt = Annotated[
     PoolOp,
     typer.Option(
         "--op",
-        parser=_wordp(PoolOp, "--op"),
+        parser=word_parser(PoolOp, "--op"),
         metavar="OP",
         show_default=False,
         help=f"{', '.join(PoolOp.choices())} [default: max].",
@@ -442,7 +467,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
             typer.Option(
                 "--format",
                 show_default=False,
-                parser=_wordp(Format, "--format"),
+                parser=word_parser(Format, "--format"),
                 metavar=_metavar(Format),
                 help="File format [default: png, or the -o file's extension]: png, jpeg and webp"
                 " are pictures, tiff holds float32, npy/npz arrays; keep: each input's own format"
@@ -485,7 +510,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
             RangeScope,
             typer.Option(
                 "--range-scope",
-                parser=_wordp(RangeScope, "--range-scope"),
+                parser=word_parser(RangeScope, "--range-scope"),
                 metavar="file|input",
                 show_default=False,
                 help="file: each output file its own mapping; input: one mapping for all"
@@ -499,7 +524,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
             Any,
             typer.Option(
                 "--cmap",
-                parser=_wordp(Colormap, "--cmap"),
+                parser=word_parser(Colormap, "--cmap"),
                 metavar="NAME",
                 show_default=False,
                 help=f"Colour map for one-channel pictures: {', '.join(Colormap.choices())}.",
@@ -539,7 +564,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
             Compression,
             typer.Option(
                 "--compression",
-                parser=_wordp(Compression, "--compression"),
+                parser=word_parser(Compression, "--compression"),
                 metavar=_metavar(Compression),
                 show_default=False,
                 help="Lossless tiff compression [default: none].",
@@ -657,7 +682,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
             typer.Option(
                 "--executor",
                 show_default=False,
-                parser=_wordp(Executor, "--executor"),
+                parser=word_parser(Executor, "--executor"),
                 metavar=_metavar(Executor),
                 help="Run a batch in local processes or on a Dask cluster [default: local].",
             ),

@@ -7,7 +7,7 @@ form of a report (:func:`result_json`) holds the same content as the tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Group, RenderableType
@@ -94,7 +94,7 @@ def _params_text(record: StageRecord) -> str:
         if o.get("flip"):
             parts.append("flipped")
         if o.get("bias") is not None:
-            parts.append(f"bias {o['bias']}")
+            parts.append(_bias_text(o["bias"]))
         if o.get("activation") not in (None, "none"):
             parts.append(str(o["activation"]))
     else:
@@ -103,6 +103,19 @@ def _params_text(record: StageRecord) -> str:
         if record.name.startswith("avg") and not o.get("count_include_pad", True):
             parts.append("exclude pad")
     return " · ".join(parts)
+
+
+def _bias_text(bias: Any) -> str:
+    """``bias 0.5``, ``bias (0.1, -0.2)``, or for many values ``bias ×64 (-0.31 to 1.2)``.
+
+    >>> _bias_text(0.5), _bias_text((0.1, -0.2)), _bias_text(tuple(range(8)))
+    ('bias 0.5', 'bias (0.1, -0.2)', 'bias ×8 (0 to 7)')
+    """
+    if not isinstance(bias, tuple | list):
+        return f"bias {bias:.4g}" if isinstance(bias, float) else f"bias {bias}"
+    if len(bias) > 4:
+        return f"bias ×{len(bias)} ({min(bias):.3g} to {max(bias):.3g})"
+    return "bias (" + ", ".join(f"{b:.4g}" for b in bias) + ")"
 
 
 def shape_table(result: Result, *, title: str | None = None) -> Table:

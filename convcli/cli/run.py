@@ -7,12 +7,20 @@ from typing import Annotated, Any
 
 import typer
 
-from convcli.cli.options import Inputs, KernelDirs, OutputArgs, with_output_options
+from convcli.cli.options import (
+    Inputs,
+    KernelDirs,
+    NormalizeOpt,
+    OutputArgs,
+    Until,
+    with_output_options,
+)
 
 PipelineArg = Annotated[
     Path,
     typer.Argument(
-        help="Pipeline YAML file: name, gray, stages (conv: / pool:), output.",
+        help="A pipeline YAML file (name, gray, stages, output), or an ONNX model (.onnx):"
+        " its leading chain of supported layers.",
         exists=True, dir_okay=False, show_default=False, metavar="PIPELINE",
     ),
 ]  # fmt: skip
@@ -31,6 +39,8 @@ def run(
     pipeline_file: PipelineArg,
     inputs: Inputs,
     kernel_dir: KernelDirs = None,
+    until: Until = None,
+    normalize: NormalizeOpt = None,
     save_stages: SaveStages = False,
     *,
     outputs: OutputArgs,
@@ -38,6 +48,9 @@ def run(
     """Run a pipeline file (conv, activation, pool, conv ...) on images.
 
     The file's output: section gives defaults; options on the command line win.
+    An ONNX model runs its leading chain of supported layers (Conv, BatchNormalization,
+    Add, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool, AveragePool, global pools) and says
+    where and why it stopped.
 
     \b
     Example:
@@ -45,10 +58,14 @@ def run(
     """
     from convcli.cli.outputs import run_command, with_pipeline_outputs
     from convcli.errors import ParameterError
-    from convcli.pipeline.yamlfile import read_pipeline
+    from convcli.pipeline.source import open_pipeline
 
-    pf = read_pipeline(pipeline_file, kernel_dirs=kernel_dir or ())
-    defaults = dict(pf.output)
+    pf = open_pipeline(
+        pipeline_file, kernel_dirs=kernel_dir or (), until=until, normalize=normalize
+    )
+    from convcli.pipeline.yamlfile import PipelineFile
+
+    defaults = dict(pf.output) if isinstance(pf, PipelineFile) else {}
     if not _given(ctx, "save_stages"):
         save_stages = bool(defaults.get("save_stages", save_stages))
     defaults.pop("save_stages", None)

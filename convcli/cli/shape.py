@@ -22,6 +22,7 @@ from convcli.cli.options import (
     PoolSize,
     PoolStride,
     Stride,
+    Until,
     pair_parser,
     positive_parser,
 )
@@ -55,7 +56,8 @@ def shape(
     pipeline_file: Annotated[
         Path | None,
         typer.Argument(
-            help="A pipeline YAML file (instead of -k / --kernel-size and the options).",
+            help="A pipeline YAML file or an ONNX model (instead of -k / --kernel-size and"
+            " the options).",
             exists=True,
             dir_okay=False,
             show_default=False,
@@ -63,6 +65,7 @@ def shape(
         ),
     ] = None,
     input_: InputShape = "",
+    until: Until = None,
     kernel: OptKernels = None,
     kernel_size: KernelSize = None,
     out_channels: OutChannels = None,
@@ -70,7 +73,7 @@ def shape(
     stride: Stride = None,
     padding: Padding = None,
     dilation: Dilation = None,
-    groups: Groups = 1,
+    groups: Groups = None,
     bias: Bias = None,
     combine: CombineOpt = None,
     pool: PoolAfter = None,
@@ -104,16 +107,20 @@ def shape(
     if pipeline_file is not None:
         if kernel or kernel_size or out_channels or pool is not None or combine is not None:
             raise ParameterError("give a pipeline file or -k / --kernel-size / --pool, not both")
-        from convcli.pipeline.yamlfile import read_pipeline
+        from convcli.pipeline.source import open_pipeline
 
-        pf = read_pipeline(pipeline_file, kernel_dirs=kernel_dir or ())
+        pf = open_pipeline(pipeline_file, kernel_dirs=kernel_dir or (), until=until)
         warn_kernel_files(pf.pipeline)
         if pf.pipeline.gray and in_shape[0] != 1:
-            notes.append(f"gray: true turns the {in_shape[0]} channels into 1 first")
+            onnx = pipeline_file.suffix.lower() == ".onnx"
+            what = "the model's 1-channel input" if onnx else "gray: true"
+            notes.append(f"{what} turns the {in_shape[0]} channels into 1 first")
             in_shape = (1, *in_shape[1:])
         result = pf.plan(in_shape)
         name = pf.pipeline.name
     else:
+        if until is not None:
+            raise ParameterError("--until NODE goes with an ONNX model (a .onnx file)")
         stages = _shape_stages(
             in_shape, kernel, kernel_size, out_channels, kernel_dir, stride, padding, dilation,
             groups, bias, pool, pool_size, pool_stride, pool_padding, ceil_mode,
@@ -167,7 +174,7 @@ def parse_chw(text: str) -> tuple[int, int, int]:
 def _shape_stages(
     in_shape: tuple[int, int, int], kernel: list[str] | None, kernel_size: Any,
     out_channels: int | None, kernel_dir: list[Path] | None, stride: Any, padding: Any,
-    dilation: Any, groups: int, bias: Any, pool: Any, pool_size: Any, pool_stride: Any,
+    dilation: Any, groups: int | None, bias: Any, pool: Any, pool_size: Any, pool_stride: Any,
     pool_padding: Any, ceil_mode: bool,
 ) -> list[Any]:  # fmt: skip
     import numpy as np
@@ -186,6 +193,7 @@ def _shape_stages(
         k = bank_of(kernel, kernel_dirs=kernel_dir or ())
     elif kernel_size:
         kh, kw = kernel_size
+        groups = groups or 1
         if out_channels is None:
             if groups != 1:
                 raise ParameterError("--groups needs --out-channels (a 4-D layer)")

@@ -113,7 +113,9 @@ def find_kernel_files(kernel_dirs: Iterable[str | Path] = ()) -> list[Path]:
 def load_kernel(spec: str | os.PathLike[str], *, kernel_dirs: Iterable[str | Path] = ()) -> Kernel:
     """Resolve what a user typed after ``-k`` into a :class:`Kernel`.
 
-    Search order (SPEC §3): a path to an existing file; a built-in name with
+    Search order (SPEC §3): a weights file (``.npy``, ``.npz``, ``.safetensors``,
+    ``.onnx``, with an optional ``:NAME``: see :mod:`convcli.kernels.weights`); a path
+    to an existing file; a built-in name with
     optional ``:params`` (``gaussian:7:1.5``); ``NAME.yaml`` / ``NAME.yml`` in
     ``kernel_dirs``, then each folder of ``$CONVCLI_KERNEL_PATH``, then ``./kernels``.
 
@@ -144,6 +146,10 @@ def load_kernel(spec: str | os.PathLike[str], *, kernel_dirs: Iterable[str | Pat
     kernel_dirs = list(kernel_dirs)
     path = Path(spec)
     text = os.fspath(spec)
+    from convcli.kernels.weights import is_weights_spec, load_weights_kernel
+
+    if is_weights_spec(text):
+        return load_weights_kernel(text)
     if path.is_file():
         return load_kernel_file(path)
     name, params = parse_kernel_spec(text)

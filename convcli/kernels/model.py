@@ -20,8 +20,9 @@ class Kernel:
     names each member); ``(c_out, c_in/groups, kh, kw)`` a CNN layer.
 
     ``flip`` False means cross-correlation (what CNNs call convolution).
-    Layer defaults (``stride``, ``padding``, ``dilation``, ``activation``) are
-    None unless the source set them; command-line options override them.
+    Layer defaults (``stride``, ``padding``, ``dilation``, ``activation``,
+    ``groups``, ``pad_mode``) are None unless the source set them (a YAML file,
+    an ONNX Conv node's attributes); command-line options override them.
     """
 
     name: str
@@ -37,7 +38,9 @@ class Kernel:
     padding: Any = None
     dilation: Any = None
     activation: str | None = None
-    source: str = "built-in"  # "built-in" or the YAML file's path
+    groups: int | None = None  # an ONNX Conv's ``group``
+    pad_mode: str | None = None  # "zeros" for ONNX Conv nodes (ONNX pads with zeros)
+    source: str = "built-in"  # "built-in", the YAML file's path, or the weights file's
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

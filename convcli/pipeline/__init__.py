@@ -5,6 +5,7 @@ pixels) and the run; :mod:`convcli.pipeline.yamlfile` reads pipeline files.
 """
 
 from convcli.pipeline.engine import (
+    IMAGENET_MEAN_STD,
     CombineStage,
     ConvStage,
     Pipeline,
@@ -15,12 +16,14 @@ from convcli.pipeline.engine import (
     bank_of,
     output_name,
     parse_bias,
+    parse_normalize,
     plan,
     prepare,
     run,
 )
 
 __all__ = [
+    "IMAGENET_MEAN_STD",
     "CombineStage",
     "ConvStage",
     "Pipeline",
@@ -31,6 +34,7 @@ __all__ = [
     "bank_of",
     "output_name",
     "parse_bias",
+    "parse_normalize",
     "plan",
     "prepare",
     "run",

@@ -34,16 +34,17 @@ _ALPHA_EPS = 1e-6
 
 @dataclass(frozen=True)
 class ConvStage:
-    """A convolution stage. Options left as None take the kernel's YAML default, then SPEC's."""
+    """A convolution stage. Options left as None take the kernel's default (its YAML file or
+    ONNX node), then SPEC's."""
 
     kernel: Kernel
     stride: Any = None
     padding: Any = None
     dilation: Any = None
     activation: str | None = None
-    pad_mode: str = "reflect"
+    pad_mode: str | None = None
     pad_value: float = 0.0
-    groups: int = 1
+    groups: int | None = None
     flip: bool = False
     bias: Any = None
 
@@ -61,9 +62,9 @@ class ConvStage:
             "padding": _first(self.padding, k.padding, "same"),
             "dilation": _first(self.dilation, k.dilation, 1),
             "activation": _first(self.activation, k.activation, "none"),
-            "pad_mode": self.pad_mode,
+            "pad_mode": _first(self.pad_mode, k.pad_mode, "reflect"),
             "pad_value": self.pad_value,
-            "groups": self.groups,
+            "groups": _first(self.groups, k.groups, 1),
             "flip": self.flip or k.flip,
             "bias": _first(self.bias, k.bias, None),
         }
@@ -149,19 +150,29 @@ Stage = ConvStage | PoolStage | CombineStage
 
 @dataclass(frozen=True)
 class Pipeline:
-    """Stages plus the image options that apply before the first one."""
+    """Stages plus the image options that apply before the first one.
+
+    ``normalize`` is ``(mean, std)``, one value per channel (or one for all):
+    stage 1 sees ``(x - mean) / std`` of the 0–1 image, as models trained on
+    normalised images expect. ``notes`` are shown with the report's warnings
+    (e.g. where an ONNX model's supported prefix ends).
+    """
 
     stages: tuple[Stage, ...]
     name: str
     gray: bool = False
     alpha: str = "premultiply"
     dtype: str = "float32"
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    notes: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not self.stages:
             raise ParameterError("a pipeline needs at least one stage")
         Alpha.parse(self.alpha)
         result_dtype(np.zeros(1, np.float32), self.dtype)
+        if self.normalize is not None:
+            check_normalize(*self.normalize)
         members = 1  # a combine stage needs a bank (several maps per channel) before it
         for i, stage in enumerate(self.stages, 1):
             stage.validate()
@@ -323,13 +334,24 @@ def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "")
             )
         )
         shape, rf, jump = geom.out_shape, geom.receptive_field, geom.jump
-    return Result("", in_shape, channels, records, None, layout, labels)
+    return Result("", in_shape, channels, records, None, layout, labels, list(pipeline.notes))
 
 
 # --------------------------------------------------------------------------- running
 
 
 def prepare(image: ImageData, pipeline: Pipeline) -> tuple[np.ndarray, str, bool]:
+    """The array stage 1 sees, its channel names, and whether colour was premultiplied.
+
+    Alpha is handled first (below), then ``pipeline.normalize`` is applied.
+    """
+    x, channels, premultiplied = _prepare_alpha(image, pipeline)
+    if pipeline.normalize is not None:
+        x = normalize_channels(x, *pipeline.normalize, channels=channels)
+    return x, channels, premultiplied
+
+
+def _prepare_alpha(image: ImageData, pipeline: Pipeline) -> tuple[np.ndarray, str, bool]:
     """The array stage 1 sees, its channel names, and whether colour was premultiplied.
 
     ``premultiply`` (the default for images with alpha) multiplies colour by
@@ -360,7 +382,7 @@ def prepare(image: ImageData, pipeline: Pipeline) -> tuple[np.ndarray, str, bool
     if pipeline.alpha == "drop" or first.kernel.kind == "layer":
         if (
             first.kernel.kind == "layer"
-            and not _layer_input(first.kernel, channels, first.groups)[0]
+            and not _layer_input(first.kernel, channels, first.options()["groups"])[0]
         ):
             return x, channels, False  # c_in counts alpha
         return x[:-1], channels[:-1], False
@@ -437,6 +459,73 @@ def parse_bias(text: str | None) -> float | tuple[float, ...] | None:
     if not all(np.isfinite(values)):
         raise ParameterError(f"bias must be finite, got {text!r}")
     return values[0] if len(values) == 1 else values
+
+
+#: torchvision's ImageNet statistics (RGB, of images scaled to 0–1): ``--normalize imagenet``.
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def parse_normalize(text: str | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``--normalize imagenet``, ``MEAN,STD`` (all channels) or ``M1,...,Mn,S1,...,Sn``.
+
+    An even count of numbers: the first half are the means, the second half the
+    standard deviations, one per channel.
+
+    >>> parse_normalize("0.5,0.25"), parse_normalize("imagenet") == IMAGENET_MEAN_STD
+    (((0.5,), (0.25,)), True)
+    >>> parse_normalize("0.1,0.2,0.3,1,1,2")
+    ((0.1, 0.2, 0.3), (1.0, 1.0, 2.0))
+    """
+    if text is None:
+        return None
+    word = text.strip().lower()
+    if word == "imagenet":
+        return IMAGENET_MEAN_STD
+    try:
+        values = tuple(float(v) for v in word.split(","))
+    except ValueError:
+        values = ()
+    if not values or len(values) % 2:
+        raise ParameterError(
+            "normalize must be imagenet, MEAN,STD, or one mean per channel then one std per"
+            f" channel (M1,M2,M3,S1,S2,S3); got {text!r}"
+        )
+    half = len(values) // 2
+    mean, std = values[:half], values[half:]
+    check_normalize(mean, std)
+    return mean, std
+
+
+def check_normalize(mean: Sequence[float], std: Sequence[float]) -> None:
+    """Means finite, standard deviations finite and > 0, as many of each."""
+    if len(mean) != len(std) or not mean:
+        raise ParameterError(
+            f"normalize needs as many means as standard deviations, got {len(mean)} and {len(std)}"
+        )
+    if not all(np.isfinite(mean)) or not all(np.isfinite(s) and s > 0 for s in std):
+        raise ParameterError(
+            f"normalize: means must be finite and standard deviations > 0; got mean"
+            f" {','.join(f'{m:g}' for m in mean)}, std {','.join(f'{s:g}' for s in std)}"
+        )
+
+
+def normalize_channels(
+    x: np.ndarray, mean: Sequence[float], std: Sequence[float], *, channels: str = ""
+) -> np.ndarray:
+    """``(x - mean) / std`` per channel of a ``(C, H, W)`` array (a new array, same dtype).
+
+    >>> normalize_channels(np.ones((2, 1, 1), np.float32), (0.5, 0.0), (0.5, 2.0)).ravel()
+    array([1. , 0.5], dtype=float32)
+    """
+    c = x.shape[0]
+    if len(mean) not in (1, c):
+        seen = f"{c} channels ({channels})" if channels else f"{c} channels"
+        raise ShapeError(
+            f"normalize gives {len(mean)} means and standard deviations, but stage 1 sees {seen}"
+        )
+    m = np.asarray(mean, dtype=np.float64).reshape(-1, 1, 1)
+    s = np.asarray(std, dtype=np.float64).reshape(-1, 1, 1)
+    return ((x - m) / s).astype(x.dtype, copy=False)
 
 
 def bank_of(specs: Sequence[str], *, kernel_dirs: Sequence[Any] = ()) -> Kernel:

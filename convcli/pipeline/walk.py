@@ -123,7 +123,7 @@ def walkthrough(
     stride: Any = None,
     padding: Any = None,
     dilation: Any = None,
-    pad_mode: str = "reflect",
+    pad_mode: str | None = None,
     pad_value: float = 0.0,
     flip: bool = False,
     bias: Any = None,

@@ -223,6 +223,7 @@ def pipeline_parameters(pipeline: Pipeline) -> dict[str, Any]:
         "gray": pipeline.gray,
         "alpha": pipeline.alpha,
         "dtype": pipeline.dtype,
+        **({"normalize": _plain(pipeline.normalize)} if pipeline.normalize else {}),
         "stages": stages,
     }
 
