@@ -88,6 +88,4 @@ def convolve(
             )
         )  # fmt: skip
     pipeline = Pipeline(tuple(stages), name="", gray=gray, alpha=alpha.value, dtype=dtype.value)
-    code = run_command(pipeline, inputs, outputs)
-    if code:
-        raise typer.Exit(code)
+    run_command(pipeline, inputs, outputs)

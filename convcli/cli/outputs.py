@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import typer
+
 from convcli.cli.console import error_line, traceback_wanted
 from convcli.cli.options import OutputArgs
 from convcli.errors import ParameterError
@@ -28,8 +30,9 @@ if TYPE_CHECKING:
 
 def run_command(
     pipeline: Pipeline, inputs: Sequence[str], o: OutputArgs, *, save_stages: bool = False
-) -> int:
-    """Check, run and report; return the exit code. Usage errors raise before any work."""
+) -> None:
+    """Check, run and report; a failed input ends in ``typer.Exit(1)``. Usage errors raise
+    before any work."""
     from convcli.run.execute import BatchOptions, plan_run
     from convcli.run.jobs import OutputOptions
 
@@ -59,9 +62,9 @@ def run_command(
     if not o.quiet:
         warn_kernel_files(pipeline)
     _check_one_file(pipeline, o, fmt)
-    if plan.single:
-        return _run_single(plan, o)
-    return _run_batch(plan, o)
+    code = _run_single(plan, o) if plan.single else _run_batch(plan, o)
+    if code:
+        raise typer.Exit(code)
 
 
 def _check_out(o: OutputArgs) -> Format | None:

@@ -68,6 +68,4 @@ def pool(
         count_include_pad=count_include_pad,
     )  # fmt: skip
     pipeline = Pipeline((stage,), name="", gray=gray, alpha=alpha.value, dtype=dtype.value)
-    code = run_command(pipeline, inputs, outputs)
-    if code:
-        raise typer.Exit(code)
+    run_command(pipeline, inputs, outputs)

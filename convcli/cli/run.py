@@ -73,9 +73,7 @@ def run(
     if save_stages and o.out == "-":
         raise ParameterError("--save-stages writes files; it cannot be used with -o -")
     _check_first_input(pf, inputs, o)
-    code = run_command(pf.pipeline, inputs, o, save_stages=save_stages)
-    if code:
-        raise typer.Exit(code)
+    run_command(pf.pipeline, inputs, o, save_stages=save_stages)
 
 
 def _given(ctx: typer.Context, param: str) -> bool:
