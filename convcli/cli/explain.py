@@ -107,6 +107,7 @@ def explain(
     from convcli.errors import ParameterError
     from convcli.pipeline import bank_of
     from convcli.pipeline.walk import (
+        BYTE,
         default_patch,
         patch_from_image,
         walkthrough,
@@ -133,7 +134,7 @@ def explain(
         if at is not None:
             raise ParameterError("--at picks a place in --input FILE; give --input too")
         grey, source = default_patch(hw)
-        patch, units = grey[None].repeat(channels, axis=0), "0–255"
+        patch, units = grey[None].repeat(channels, axis=0), BYTE
         if channels > 1:
             source += f" (the grey patch repeated as {channels} channels for {k.name})"
     walk = walkthrough(
