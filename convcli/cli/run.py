@@ -48,6 +48,7 @@ def run(
     from convcli.pipeline.yamlfile import read_pipeline
 
     pf = read_pipeline(pipeline_file, kernel_dirs=kernel_dir or ())
+    pf.require_weights()
     defaults = dict(pf.output)
     if not _given(ctx, "save_stages"):
         save_stages = bool(defaults.get("save_stages", save_stages))
