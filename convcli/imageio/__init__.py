@@ -27,6 +27,7 @@ from convcli.imageio.write import (
     plan_outputs,
     safe_name,
     write_feature_maps,
+    write_file,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "safe_name",
     "to_pixels",
     "write_feature_maps",
+    "write_file",
 ]

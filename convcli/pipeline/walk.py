@@ -307,14 +307,26 @@ def _members(x: np.ndarray, w: np.ndarray, groups: int, m: int) -> list[tuple[in
     return [(first + t, w[m, t]) for t in range(w.shape[1])]
 
 
+def window_cells(geom: StageGeometry, i: int, j: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The padded-input rows and columns that output ``[i, j]`` reads (dilation spaces them).
+
+    >>> from convcli.shapes import conv_geometry
+    >>> window_cells(conv_geometry((1, 6, 6), (3, 3), stride=2, dilation=2), 1, 0)
+    ((2, 4, 6), (0, 2, 4))
+    """
+    (sh, sw), (dh, dw) = geom.stride, geom.dilation
+    kh, kw = geom.kernel_hw
+    return (
+        tuple(i * sh + a * dh for a in range(kh)),
+        tuple(j * sw + b * dw for b in range(kw)),
+    )
+
+
 def _window(
     x: np.ndarray, padded: np.ndarray, w: np.ndarray, opts: dict[str, Any],
     geom: StageGeometry, m: int, i: int, j: int, scale: float = 1.0,
 ) -> Window:  # fmt: skip
-    (sh, sw), (dh, dw) = geom.stride, geom.dilation
-    kh, kw = w.shape[-2:]
-    rows = tuple(i * sh + a * dh for a in range(kh))
-    cols = tuple(j * sw + b * dw for b in range(kw))
+    rows, cols = window_cells(geom, i, j)
     taps = []
     for ch, wk in _members(x, w, opts["groups"], m):
         values = padded[ch][np.ix_(rows, cols)]
