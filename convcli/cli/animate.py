@@ -23,8 +23,8 @@ The frames, in order (``1 + H_out·W_out + P + 1`` of them):
 
 Output is deterministic: the same walk gives the same bytes (one fixed palette
 for every frame, no timestamps). The default walk (6×6 patch, 3×3 kernel, same
-padding, 2×2 max pool) makes 47 frames, 1500×514 pixels, about 37 s: a 0.3 MB
-GIF or a 0.5 MB APNG.
+padding, 2×2 max pool) makes 47 frames, 1500×514 pixels, about 37 s: a 0.33 MB
+GIF or a 0.47 MB APNG, drawn and written in about 2 s.
 
 Examples
 --------
@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
 
 from convcli.cli.explain_view import num
 from convcli.errors import ParameterError
@@ -543,8 +545,6 @@ def animation_format(path: Path | str) -> str:
 
 def save_animation(walk: Walkthrough, path: Path | str, *, force: bool = False) -> Animation:
     """Draw every frame of ``walk`` and write them to ``path`` (GIF or APNG), atomically."""
-    from PIL import Image
-
     from convcli.errors import OutputError
     from convcli.imageio import check_outputs, write_file
 
@@ -554,8 +554,8 @@ def save_animation(walk: Walkthrough, path: Path | str, *, force: bool = False) 
         raise OutputError(f"{target} exists (use --force to overwrite it)")
     check_outputs([target], force=True)  # a folder there, a file where a folder should be
     pictures, durations, lay = render_all(walk)
-    palette = _palette()  # one palette: small files, and no colour shifts between frames
-    images = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in pictures]
+    # one palette for every frame: small files, and no colour shifts between frames
+    images = [_indexed(im) for im in pictures]
 
     def encode(fh: BinaryIO) -> None:
         images[0].save(
@@ -568,28 +568,43 @@ def save_animation(walk: Walkthrough, path: Path | str, *, force: bool = False) 
 
 
 @cache
-def _palette() -> Image.Image:
-    """One fixed palette for every GIF frame: the colours used, and the blends that
-    anti-aliased text makes between each text colour and each background."""
-    from PIL import Image
-
-    bases = {BACKGROUND, INK, FAINT, *LINES.values()}
-    colours: list[tuple[int, int, int]] = sorted(bases)
+def _palette() -> np.ndarray:
+    """The fixed palette, ``(n, 3)``: the colours used, and the blends that anti-aliased
+    text makes between each text colour and each background."""
+    colours: list[tuple[int, ...]] = sorted({BACKGROUND, INK, FAINT, *LINES.values()})
     for fill, ink in FILLS.values():
         for k in range(8):
-            t = k / 7
-            blend = tuple(round(f + (i - f) * t) for f, i in zip(fill, ink, strict=True))
-            colours.append(blend)  # type: ignore[arg-type]
+            colours.append(
+                tuple(round(f + (i - f) * k / 7) for f, i in zip(fill, ink, strict=True))
+            )
     for line in (FAINT, INK, *LINES.values()):
         for k in range(1, 7):
-            t = k / 7
-            colours.append(tuple(round(255 + (c - 255) * t) for c in line))  # type: ignore[arg-type]
-    unique = list(dict.fromkeys(colours))[:256]
-    flat = [v for rgb in unique for v in rgb]
-    flat += [0] * (768 - len(flat))
-    pal = Image.new("P", (1, 1))
-    pal.putpalette(flat)
-    return pal
+            colours.append(tuple(round(255 + (c - 255) * k / 7) for c in line))
+    return np.array(list(dict.fromkeys(colours))[:256], dtype=np.int32)
+
+
+def _indexed(img: Image.Image) -> Image.Image:
+    """``img`` in the fixed palette, each colour mapped to its nearest entry (exactly: a
+    colour of the palette keeps its value, unlike Pillow's approximate ``quantize``)."""
+    from PIL import Image
+
+    palette = _palette()
+    rgb = np.asarray(img.convert("RGB"), dtype=np.int32)
+    keys = ((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]).ravel()
+    pal_keys = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
+    order = np.argsort(pal_keys)
+    sorted_keys = pal_keys[order]
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    index = order[pos]
+    other = sorted_keys[pos] != keys  # colours not in the palette: the nearest entry
+    if other.any():
+        unique, inverse = np.unique(keys[other], return_inverse=True)
+        colours = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
+        distance = ((colours[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2)
+        index[other] = distance.argmin(axis=1)[inverse]
+    out = Image.fromarray(index.astype(np.uint8).reshape(rgb.shape[:2]), mode="P")
+    out.putpalette([int(v) for v in palette.ravel()])
+    return out
 
 
 __all__ = [
