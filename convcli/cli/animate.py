@@ -51,14 +51,13 @@ import numpy as np
 from convcli.cli.explain_view import num
 from convcli.errors import ParameterError
 from convcli.pipeline.walk import Walkthrough, window_cells
+from convcli.vocab import AnimationFormat
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
 
 #: Milliseconds each kind of frame stays on screen.
 DURATIONS = {"intro": 2500, "conv": 600, "pool": 900, "final": 5000}
-#: File suffixes and the format each is written in.
-FORMATS = {".gif": "GIF", ".png": "PNG", ".apng": "PNG"}
 
 # --------------------------------------------------------------------------- the frames as data
 
@@ -382,10 +381,7 @@ def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.I
             return ImageFont.truetype(str(path), size)
         except OSError:
             continue
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1
-    except TypeError:  # pragma: no cover - older Pillow: a small bitmap font
-        return ImageFont.load_default()
+    return ImageFont.load_default(size=size)  # Pillow >= 10.1 (pyproject.toml)
 
 
 @dataclass(frozen=True)
@@ -529,18 +525,19 @@ class Animation:
     frames: int
     size: tuple[int, int]
     seconds: float
-    format: str
+    format: str  # gif | apng
 
 
-def animation_format(path: Path | str) -> str:
-    """``GIF`` for .gif, ``PNG`` (APNG) for .png / .apng; anything else is a usage error."""
+def animation_format(path: Path | str) -> AnimationFormat:
+    """GIF for .gif, APNG for .png / .apng; anything else is a usage error."""
     suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
+    fmt = AnimationFormat.of_extension(suffix)
+    if fmt is None:
         raise ParameterError(
             f"--animate {path}: write a .gif or a .png (animated PNG),"
             f" not {suffix or 'no suffix'!r}"
         )
-    return FORMATS[suffix]
+    return fmt
 
 
 def save_animation(walk: Walkthrough, path: Path | str, *, force: bool = False) -> Animation:
@@ -559,12 +556,13 @@ def save_animation(walk: Walkthrough, path: Path | str, *, force: bool = False) 
 
     def encode(fh: BinaryIO) -> None:
         images[0].save(
-            fh, format=fmt, save_all=True, append_images=images[1:], duration=durations,
+            fh, format=fmt.pillow, save_all=True, append_images=images[1:], duration=durations,
             loop=0, optimize=True,
         )  # fmt: skip
 
     write_file(target, encode)
-    return Animation(target, len(images), (lay.width, lay.height), sum(durations) / 1000, fmt)
+    seconds = sum(durations) / 1000
+    return Animation(target, len(images), (lay.width, lay.height), seconds, fmt.value)
 
 
 @cache

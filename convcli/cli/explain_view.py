@@ -797,7 +797,7 @@ def _summary_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTy
     more = Text(
         "Try: --stride 2 · --padding valid · --dilation 2 · --bias -0.2 --activation relu ·"
         " --pool avg · --pool-size 3 --pool-stride 1 (overlapping) · -k sobel (a bank) ·"
-        " --input photo.jpg",
+        " --input photo.jpg · --animate walk.gif",
         style="dim",
     )
     return [_heading(n, "Sizes"), chain, text, more]
