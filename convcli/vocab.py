@@ -304,6 +304,27 @@ class Normalize(Word):
     l1 = "l1"
 
 
+class AnimationFormat(Word):
+    """Animation files (``explain --animate``), chosen by the file's extension."""
+
+    gif = "gif"
+    apng = "apng"
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return {"gif": (".gif",), "apng": (".png", ".apng")}[self.value]
+
+    @property
+    def pillow(self) -> str:
+        """Pillow's name for the format (an APNG is a PNG with ``save_all``)."""
+        return {"gif": "GIF", "apng": "PNG"}[self.value]
+
+    @classmethod
+    def of_extension(cls, ext: str) -> AnimationFormat | None:
+        ext = ext.lower()
+        return next((m for m in cls if ext in m.extensions), None)
+
+
 _WHAT = {
     "PadMode": "pad mode",
     "PaddingWord": "padding",
@@ -320,6 +341,7 @@ _WHAT = {
     "Compression": "compression",
     "CombineOp": "combine",
     "GridScale": "scale",
+    "AnimationFormat": "animation format",
 }
 
 #: Accepted alternative spellings, by set (keys already lower-case, ``_`` → ``-``).

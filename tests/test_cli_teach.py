@@ -19,6 +19,7 @@ from convcli.kernels import Kernel, load_kernel
 from convcli.ops.conv import conv2d
 from convcli.ops.pool import pool2d
 from convcli.pipeline.walk import (
+    BYTE,
     default_patch,
     synthetic_patch,
     walkthrough,
@@ -335,13 +336,13 @@ def test_explain_stride_two_text() -> None:
     assert "With --padding valid it would add nothing and give 2×2 instead of 3×3" in out
     assert "visits rows 0, 2, 4 and columns 0, 2, 4: 3×3 = 9 windows" in out
     assert "sum: (-51) + 0 + 254 + (-90) + 0 + 506 + (-41) + 0 + 240 = 818" in out
-    assert "→ output[1, 1] = 818 (conv2d computed 818)" in out
+    assert "→ output[1, 1] = 818 (conv2d computed 3.20784, ×255 = 818)" in out
     assert "A rows 0–1, cols 0–1: max(123, 726, 43, 818) = 818" in out
     assert "· = in no window: dropped" in out
 
 
 def test_explain_overlapping_pool_and_bias_activation() -> None:
-    result = invoke("explain", "--bias", "-100", "--activation", "relu", "--pool", "avg",
+    result = invoke("explain", "--bias", "-0.4", "--activation", "relu", "--pool", "avg",
                     "--pool-size", "3", "--pool-stride", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
     out = result.output
@@ -408,7 +409,7 @@ def test_explain_falls_back_to_a_synthetic_patch(tmp_path: Path) -> None:
     patch, source = default_patch((4, 6), sample=tmp_path / "missing.png")
     np.testing.assert_array_equal(patch, synthetic_patch((4, 6)))
     assert "synthetic" in source
-    walk = walkthrough(patch, load_kernel("sobel-x"), source=source, units="0–255")
+    walk = walkthrough(patch, load_kernel("sobel-x"), source=source, units=BYTE)
     data = walkthrough_json(walk)
     assert data["source"] == source and np.array(data["output"]).shape == (1, 4, 6)
 

@@ -92,14 +92,29 @@ def explain(
         ),
     ] = None,
     json_: Json = False,
+    animate: Annotated[
+        Path | None,
+        typer.Option(
+            "--animate",
+            metavar="FILE",
+            dir_okay=False,
+            show_default=False,
+            help="Draw the walk as an animation instead: FILE.gif, or FILE.png (animated PNG).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --animate: overwrite an existing FILE.")
+    ] = False,
 ) -> None:
     """Walk one conv layer (and pooling) through a tiny patch, number by number.
 
     \b
     Example:
       convcli explain -k sobel-x --stride 2 --activation relu --pool avg
+      convcli explain --stride 2 --animate walk.gif
     """
     import json
+    import sys
 
     from rich.console import Console
 
@@ -107,6 +122,7 @@ def explain(
     from convcli.errors import ParameterError
     from convcli.pipeline import bank_of
     from convcli.pipeline.walk import (
+        BYTE,
         default_patch,
         patch_from_image,
         walkthrough,
@@ -114,6 +130,10 @@ def explain(
     )
     from convcli.shapes import as_pair
 
+    if animate is not None:
+        from convcli.cli.animate import animation_format
+
+        animation_format(animate)  # a bad suffix is a usage error before any work
     pool_op = None if pool.strip().lower() == "none" else PoolOp.parse(pool, what="--pool").value
     k = bank_of(kernel or ["sobel-x"], kernel_dirs=kernel_dir or ())
     hw = as_pair(size, "size", minimum=2)
@@ -133,7 +153,7 @@ def explain(
         if at is not None:
             raise ParameterError("--at picks a place in --input FILE; give --input too")
         grey, source = default_patch(hw)
-        patch, units = grey[None].repeat(channels, axis=0), "0–255"
+        patch, units = grey[None].repeat(channels, axis=0), BYTE
         if channels > 1:
             source += f" (the grey patch repeated as {channels} channels for {k.name})"
     walk = walkthrough(
@@ -157,6 +177,23 @@ def explain(
         source=source,
         units=units,
     )
+    if animate is not None:
+        from convcli.cli.animate import frame_count, save_animation
+
+        done = save_animation(walk, animate, force=force)
+        _, ho, wo = walk.output.shape
+        pools = frame_count(walk) - 2 - ho * wo
+        parts = f"1 + {ho}×{wo} windows"
+        if pools:
+            parts += f" + {pools} pooling window{'s' * (pools != 1)}"
+        line = (
+            f"wrote {animate}: {done.frames} frames ({parts} + 1),"
+            f" {done.size[0]}×{done.size[1]} px, {done.seconds:.1f} s"
+        )
+        if not json_:
+            print(line)
+            return
+        print(line, file=sys.stderr)
     if json_:
         print(json.dumps(walkthrough_json(walk), indent=2, ensure_ascii=False))
         return

@@ -142,7 +142,7 @@ def _title(walk: Walkthrough) -> Text:
     if o["flip"]:
         bits.append("flipped")
     if o["bias"] is not None:
-        bits.append(f"bias {_bias_text(o['bias'])}")
+        bits.append(f"bias {_bias_text(o['bias'])}{_in_units(walk, o['bias'])}")
     if o["activation"] not in (None, "none"):
         bits.append(str(o["activation"]))
     if walk.pool is not None:
@@ -172,9 +172,22 @@ def _bias_text(b: Any) -> str:
     return num(b)
 
 
+def _in_units(walk: Walkthrough, value: Any) -> str:
+    """`` (= -51 in 0–255 units)`` for a value given in convolve's units; "" when unscaled."""
+    u = walk.units
+    if u.scale == 1.0:
+        return ""
+    if isinstance(value, tuple | list):
+        shown = ",".join(num(v * u.scale) for v in value)
+    else:
+        shown = num(float(value) * u.scale)
+    return f" (= {shown} in {u.name} units)"
+
+
 def _input_section(walk: Walkthrough, n: int, width: int) -> list[RenderableType]:
     c, h, w = walk.patch.shape
-    units = f", in {walk.units} units" if walk.units else ""
+    u = walk.units
+    units = f", in {u.name} units" if u.scale != 1.0 else ""
     out: list[RenderableType] = [
         _heading(n, f"The input: a {h}×{w} patch{units}"),
         Text(walk.source, style="dim") if walk.source else Text(""),
@@ -183,12 +196,15 @@ def _input_section(walk: Walkthrough, n: int, width: int) -> list[RenderableType
         number_grid(walk.patch[ch], title=f"channel {ch}" if c > 1 else None) for ch in range(c)
     ]
     out.extend(_fit(grids, [_grid_width(walk.patch[0])] * c, width))
-    if walk.units == "0–255":
+    if u.scale != 1.0:
+        s = num(u.scale)
         out.append(
             Text(
-                "convcli reads 8-bit pixels as value/255; they are shown ×255 here so the"
-                " arithmetic stays in whole numbers (every result below is 255× what"
-                " convolve computes, bias and activation aside).",
+                f"Units: convcli reads 8-bit pixels as value/{s} (0…1); here they are shown ×{s}"
+                f" (whole numbers), and so is every number below: divide by {s} for what"
+                f" convolve computes. The bias is given in 0…1 units, as convolve takes it, and"
+                f" shown ×{s}; sigmoid and tanh are not scale-free, so they act on the true"
+                f" value (÷{s}) and their result is shown ×{s}.",
                 style="dim",
             )
         )
@@ -254,7 +270,9 @@ def _padding_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTy
     out: list[RenderableType] = [_heading(n, f"Padding: {word}")]
     fy, fx = g.formulas
     if any(g.padding):
-        fill = PAD_TEXT[o["pad_mode"]].format(value=num(o["pad_value"]))
+        fill = PAD_TEXT[o["pad_mode"]].format(
+            value=num(o["pad_value"]) + _in_units(walk, o["pad_value"])
+        )
         msg = Text(f"padding='{word}' adds ")
         sides = [
             f"{v} {noun}{'s' * (v != 1)} {where}"
@@ -481,21 +499,44 @@ def _window_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTyp
                 style="bold",
             )
         )
-    pre = win.total + win.bias
+    pre = win.pre
+    u = walk.units
     steps = Text()
     if walk.options["bias"] is not None:
         steps.append("bias: ", style="bold")
         steps.append(f"{num(win.total)} + {_signed(win.bias)} = {num(pre)}")
-        steps.append("  (the bias is added to every output value of the map)\n", style="dim")
+        given = ""
+        if u.scale != 1.0:
+            given = f"; given as {num(win.bias / u.scale)}, shown ×{num(u.scale)}"
+        steps.append(
+            f"  (the bias is added to every output value of the map{given})\n", style="dim"
+        )
     name, slope = parse_activation(win.activation)
-    if name != "none":
+    if name != "none" and win.scale_free:
         steps.append("activation: ", style="bold")
         steps.append(f"{_act_text(name, slope, pre)} = {num(win.value)}")
         steps.append(f"  ({_act_doc(name, slope)})\n", style="dim")
+    elif name != "none":  # sigmoid, tanh on the true value, shown in the walk's units
+        sc = num(u.scale)
+        steps.append("activation: ", style="bold")
+        steps.append(
+            f"{name}({num(pre)} / {sc}) = {name}({win.true_pre:.4f}) = {win.true_value:.4f},"
+            f" shown ×{sc} = {num(win.value)}"
+        )
+        steps.append(
+            f"  ({_act_doc(name, slope)}; it is not scale-free, so it acts on the true"
+            f" value, ÷{sc})\n",
+            style="dim",
+        )
     steps.append("→ ", style="bold")
     got = float(walk.output[win.map, win.row, win.col])
     steps.append(f"output[{win.row}, {win.col}] = {num(win.value)}", style="bold green")
-    steps.append(f"   (conv2d computed {num(got)})", style="dim")
+    if u.scale != 1.0:
+        steps.append(
+            f"   (conv2d computed {got / u.scale:.6g}, ×{num(u.scale)} = {num(got)})", style="dim"
+        )
+    else:
+        steps.append(f"   (conv2d computed {num(got)})", style="dim")
     out.append(steps)
     return out
 
@@ -754,9 +795,9 @@ def _summary_section(walk: Walkthrough, n: int, width: int) -> list[RenderableTy
         " small kernels."
     )
     more = Text(
-        "Try: --stride 2 · --padding valid · --dilation 2 · --bias -50 --activation relu ·"
+        "Try: --stride 2 · --padding valid · --dilation 2 · --bias -0.2 --activation relu ·"
         " --pool avg · --pool-size 3 --pool-stride 1 (overlapping) · -k sobel (a bank) ·"
-        " --input photo.jpg",
+        " --input photo.jpg · --animate walk.gif",
         style="dim",
     )
     return [_heading(n, "Sizes"), chain, text, more]

@@ -31,7 +31,6 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
     """List the built-in kernels and the YAML kernel files in the search folders."""
     from rich.text import Text
 
-    from convcli.cli.kernels_view import kernel_list_table
     from convcli.errors import KernelError
     from convcli.kernels import (
         BUILTINS,
@@ -45,7 +44,7 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
     rows = []
     for name, b in BUILTINS.items():
         rows.append((b.signature, builtin_kernel(name), b.summary))
-    console.print(kernel_list_table("Built-in kernels (defaults shown)", rows))
+    console.print(_fitting("Built-in kernels (defaults shown)", rows))
 
     files = find_kernel_files(kernel_dirs or ())
     file_rows: list[tuple[str, Kernel | Exception, str | Text]] = []
@@ -59,10 +58,19 @@ def list_kernels(kernel_dirs: KernelDirs = None) -> None:
             file_rows.append((path.stem, exc, ""))
     if file_rows:
         console.print()
-        console.print(kernel_list_table("Kernel files (use the name with -k)", file_rows))
+        console.print(_fitting("Kernel files (use the name with -k)", file_rows))
     else:
         console.print("\nNo kernel files found (searched --kernel-dir, $CONVCLI_KERNEL_PATH, "
                       "./kernels).", style="dim")  # fmt: skip
+
+
+def _fitting(title: str, rows: list) -> object:  # noqa: ANN001 - Rich is imported lazily
+    """The kernel table, in its compact form when the wide one would wrap."""
+    from convcli.cli.kernels_view import kernel_list_table
+    from convcli.cli.narrow import ByWidth
+
+    wide = kernel_list_table(title, rows)
+    return ByWidth(wide, kernel_list_table(title, rows, compact=True))
 
 
 #: More 2-D slices than this and ``kernels show`` draws the filter grid instead of heatmaps.

@@ -28,9 +28,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from rich import box
 from rich.columns import Columns
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.style import Style
 from rich.table import Table
@@ -298,28 +300,52 @@ def kernel_view(kernel: Kernel) -> RenderableType:
 
 
 def kernel_list_table(
-    title: str, rows: Iterable[tuple[str, Kernel | Exception, str | Text]]
+    title: str,
+    rows: Iterable[tuple[str, Kernel | Exception, str | Text]],
+    *,
+    compact: bool = False,
 ) -> Table:
     """The ``convcli kernels list`` table: ``rows`` are (name, kernel or error, description).
 
     A row whose kernel failed to load shows the error in red instead of numbers.
+    ``compact`` (for 80 columns) puts each description under its name, with no
+    vertical rules, instead of in a fifth column.
     """
-    table = Table(title=title, title_justify="left", title_style="bold", expand=False)
-    table.add_column("name", style="bold", no_wrap=True)
+    if compact:
+        table = Table(
+            title=title, title_justify="left", title_style="bold", expand=False,
+            box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
+        )  # fmt: skip
+        table.add_column("name and description")
+    else:
+        table = Table(title=title, title_justify="left", title_style="bold", expand=False)
+        table.add_column("name", style="bold", no_wrap=True)
     table.add_column("size", no_wrap=True)
     table.add_column("sum", justify="right", no_wrap=True)
     table.add_column("separable", no_wrap=True)
-    table.add_column("description")
+    if not compact:
+        table.add_column("description")
     for name, kernel, description in rows:
         if isinstance(kernel, Exception):
-            table.add_row(Text(name), "-", "-", "-", Text(str(kernel), style="red"))
+            error = Text(str(kernel), style="red")
+            if compact:
+                table.add_row(_named(name, error), "-", "-", "-")
+            else:
+                table.add_row(Text(name), "-", "-", "-", error)
             continue
         total, sep = _sum_and_separable(kernel)
         text = description or kernel.description
-        table.add_row(
-            Text(name), _size(kernel), total, sep, Text(text) if isinstance(text, str) else text
-        )
+        shown = Text(text) if isinstance(text, str) else text
+        if compact:
+            table.add_row(_named(name, shown), _size(kernel), total, sep)
+        else:
+            table.add_row(Text(name), _size(kernel), total, sep, shown)
     return table
+
+
+def _named(name: str, description: Text) -> Group:
+    """A name over its description, indented (wrapped lines too)."""
+    return Group(Text(name, style="bold"), Padding(description, (0, 0, 0, 2)))
 
 
 def findings_text(findings: Sequence[Finding]) -> Text:

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich import box
 from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from convcli.cli.narrow import ByWidth
 from convcli.run.records import map_names, mapping_text, warnings_of
 
 if TYPE_CHECKING:
@@ -93,7 +95,9 @@ def _params_text(record: StageRecord) -> str:
             parts.append(f"groups {o['groups']}")
         if o.get("flip"):
             parts.append("flipped")
-        if o.get("bias") is not None:
+        if o.get("bias") is True:  # a shape-only layer: counted, no value
+            parts.append("bias")
+        elif o.get("bias") is not None:
             parts.append(_bias_text(o["bias"]))
         if o.get("activation") not in (None, "none"):
             parts.append(str(o["activation"]))
@@ -118,12 +122,23 @@ def _bias_text(bias: Any) -> str:
     return "bias (" + ", ".join(f"{b:.4g}" for b in bias) + ")"
 
 
-def shape_table(result: Result, *, title: str | None = None) -> Table:
-    """One row per stage: in → out, weights, multiply-adds, receptive field / effective stride."""
-    table = Table(title=title, title_justify="left", expand=False)
+def shape_table(result: Result, *, title: str | None = None, compact: bool = False) -> Table:
+    """One row per stage: in → out, weights, multiply-adds, receptive field / effective stride.
+
+    ``compact`` (for 80 columns): no vertical rules and no "in" column — each stage
+    takes the row above's output, and the title names the input.
+    """
+    if compact:
+        table = Table(
+            title=title, title_justify="left", expand=False, box=box.SIMPLE_HEAD,
+            pad_edge=False, show_edge=False, collapse_padding=True,
+        )  # fmt: skip
+    else:
+        table = Table(title=title, title_justify="left", expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("stage")
-    table.add_column("in C×H×W", justify="right", no_wrap=True)
+    if not compact:
+        table.add_column("in C×H×W", justify="right", no_wrap=True)
     table.add_column("out C×H×W", justify="right", no_wrap=True, style="bold green")
     table.add_column("weights", justify="right")
     table.add_column("MACs", justify="right")
@@ -135,9 +150,9 @@ def shape_table(result: Result, *, title: str | None = None) -> Table:
         table.add_row(
             str(r.index),
             stage,
-            _chw(g.in_shape),
+            *(() if compact else (_chw(g.in_shape),)),
             _chw(g.out_shape),
-            _count(g.params),
+            f"{g.params:,}",
             _count(g.macs),
             f"{_pair(g.receptive_field)} / {_pair(g.jump)}",
         )
@@ -170,15 +185,16 @@ def _formula_heading(result: Result) -> Text:
     return text
 
 
-def totals_line(result: Result) -> Text:
+def totals_line(result: Result, *, lines: int = 1) -> Text:
+    """Weights, multiply-adds, output, receptive field and effective stride of the whole run;
+    ``lines=2`` breaks before the receptive field (for narrow terminals)."""
     params = sum(r.geometry.params for r in result.records)
     macs = sum(r.geometry.macs for r in result.records)
     last = result.records[-1].geometry
     text = Text("total: ", style="bold")
-    text.append(f"{_count(params)} weights, {_count(macs)} multiply-adds; ")
-    text.append(
-        f"output {_chw(last.out_shape)}; receptive field {_pair(last.receptive_field)} px, "
-    )
+    text.append(f"{params:,} weights, {_count(macs)} multiply-adds; ")
+    text.append(f"output {_chw(last.out_shape)};" + (" " if lines == 1 else "\n       "))
+    text.append(f"receptive field {_pair(last.receptive_field)} px, ")
     text.append(f"effective stride {_pair(last.jump)}")
     return text
 
@@ -222,11 +238,11 @@ def report(
     """The full per-input report: shape table, totals, warnings, map stats and files."""
     title = escape(f"{result.input}: {_chw(result.in_shape)} {result.channels}".strip())
     parts: list[RenderableType] = [
-        shape_table(result, title=title),
+        ByWidth(shape_table(result, title=title), shape_table(result, title=title, compact=True)),
         _formula_heading(result),
         formula_table(result),
     ]  # fmt: skip
-    parts.append(totals_line(result))
+    parts.append(ByWidth(totals_line(result), totals_line(result, lines=2)))
     for w in warnings_of(result, write):
         parts.append(Text.assemble(("warning: ", "bold yellow"), w))
     if show_stats and result.maps is not None:

@@ -65,7 +65,10 @@ def run(
     )
     from convcli.pipeline.yamlfile import PipelineFile
 
-    defaults = dict(pf.output) if isinstance(pf, PipelineFile) else {}
+    defaults: dict[str, object] = {}
+    if isinstance(pf, PipelineFile):
+        pf.require_weights()
+        defaults = dict(pf.output)
     if not _given(ctx, "save_stages"):
         save_stages = bool(defaults.get("save_stages", save_stages))
     defaults.pop("save_stages", None)

@@ -52,6 +52,27 @@ OutChannels = Annotated[
 ]  # fmt: skip
 
 
+def _layer_spec(text: str) -> Any:
+    from convcli.errors import ConvcliError
+    from convcli.pipeline.layers import parse_layer
+
+    try:
+        return parse_layer(text)
+    except ConvcliError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+LayerSpecs = Annotated[
+    list[Any] | None,
+    typer.Option(
+        "--layer", parser=_layer_spec, show_default=False, metavar="SPEC",
+        help="One layer, by its shape: K[,out=N][,stride=S][,padding=P][,dilation=D]"
+        "[,groups=G][,bias][,pool=OP[:SIZE[:STRIDE[:PAD]]]], or pool=... alone; repeat"
+        " for each layer, in order (HxW for pairs).",
+    ),
+]  # fmt: skip
+
+
 def shape(
     pipeline_file: Annotated[
         Path | None,
@@ -70,6 +91,7 @@ def shape(
     kernel_size: KernelSize = None,
     out_channels: OutChannels = None,
     kernel_dir: KernelDirs = None,
+    layer: LayerSpecs = None,
     stride: Stride = None,
     padding: Padding = None,
     dilation: Dilation = None,
@@ -90,6 +112,12 @@ def shape(
       convcli shape --input 3x224x224 --kernel-size 7 --out-channels 64 \\
         --stride 2 --padding 3 \\
         --pool max --pool-size 3 --pool-stride 2 --pool-padding 1
+    \b
+    Several layers, one --layer spec each (the same stem; a VGG block):
+      convcli shape --input 3x224x224 \\
+        --layer 7,out=64,stride=2,padding=3,pool=max:3:2:1
+      convcli shape --input 3x224x224 --layer 3,out=64,padding=1,bias \\
+        --layer 3,out=64,padding=1,bias,pool=max
     """
     import json
 
@@ -104,6 +132,19 @@ def shape(
         raise ParameterError("give the input size with --input C×H×W, e.g. --input 3x224x224")
     in_shape = parse_chw(input_)
     notes: list[str] = []
+    if layer:
+        options = (
+            ("a pipeline file", pipeline_file), ("-k", kernel), ("--kernel-size", kernel_size),
+            ("--out-channels", out_channels), ("--stride", stride), ("--padding", padding),
+            ("--dilation", dilation), ("--groups", groups if groups != 1 else None),
+            ("--bias", bias), ("--pool", pool),
+        )  # fmt: skip
+        given = [name for name, value in options if value is not None and value != []]
+        if given:
+            raise ParameterError(
+                f"--layer specs describe every layer themselves; {', '.join(given)} cannot be"
+                " added to them (write it into a spec: --layer 3,out=64,stride=2,pool=max)"
+            )
     if pipeline_file is not None:
         if kernel or kernel_size or out_channels or pool is not None or combine is not None:
             raise ParameterError("give a pipeline file or -k / --kernel-size / --pool, not both")
@@ -118,6 +159,12 @@ def shape(
             in_shape = (1, *in_shape[1:])
         result = pf.plan(in_shape)
         name = pf.pipeline.name
+    elif layer:
+        from convcli.pipeline.yamlfile import plan_stages
+
+        pipeline = Pipeline(tuple(st for spec in layer for st in spec), name="layers")
+        result = plan_stages(pipeline, in_shape)
+        name = "input"
     else:
         if until is not None:
             raise ParameterError("--until NODE goes with an ONNX model (a .onnx file)")

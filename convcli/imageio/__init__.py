@@ -30,6 +30,7 @@ from convcli.imageio.write import (
     plan_outputs,
     safe_name,
     write_feature_maps,
+    write_file,
 )
 
 __all__ = [
@@ -51,4 +52,5 @@ __all__ = [
     "to_pixels",
     "tone_warnings",
     "write_feature_maps",
+    "write_file",
 ]

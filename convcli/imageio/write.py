@@ -737,6 +737,19 @@ def _new_temp(path: Path) -> tuple[str, BinaryIO]:
     raise OutputError(f"{path}: cannot create a temporary file beside it")
 
 
+def write_file(path: Path | str, encode: Callable[[BinaryIO], None]) -> None:
+    """Write one file atomically: ``encode`` fills a temporary file beside ``path``, which is
+    renamed into place only when it is complete (no partial file on an error or Ctrl-C).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_file(Path(d, "a.bin"), lambda fh: fh.write(b"abc"))
+    ...     Path(d, "a.bin").read_bytes(), len(list(Path(d).iterdir()))
+    (b'abc', 1)
+    """
+    _commit([(Path(path), encode)])
+
+
 def _commit(encoders: Sequence[tuple[Path, Callable[[BinaryIO], None]]]) -> None:
     """Encode every output to a temp file beside it, then rename all into place."""
     temps: list[tuple[str, Path]] = []

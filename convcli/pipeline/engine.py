@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,6 +68,21 @@ class ConvStage:
             "flip": self.flip or k.flip,
             "bias": _first(self.bias, k.bias, None),
         }
+
+    @property
+    def shape_only(self) -> bool:
+        """True for a layer given by its size only (``kernel_size``): nothing to run."""
+        from convcli.kernels.shapeonly import is_shape_only
+
+        return is_shape_only(self.kernel)
+
+    def for_input(self, channels: int) -> ConvStage:
+        """This stage on ``channels`` incoming maps: a shape-only layer takes them as c_in."""
+        from convcli.kernels.shapeonly import ShapeOnlyKernel
+
+        if not isinstance(self.kernel, ShapeOnlyKernel):
+            return self
+        return replace(self, kernel=self.kernel.for_input(channels, self.options()["groups"]))
 
     def validate(self) -> None:
         """Check option values before any image is read (so bad usage exits 2 at once)."""
@@ -313,6 +328,7 @@ def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "")
     for i, stage in enumerate(pipeline.stages, 1):
         opts = stage.options()
         if isinstance(stage, ConvStage):
+            stage = stage.for_input(shape[0])
             k = stage.kernel
             geom = conv_geometry(
                 shape, k.weights.shape, stride=opts["stride"], padding=opts["padding"],
@@ -406,6 +422,12 @@ def _unpremultiply(y: np.ndarray, n_channels: int) -> np.ndarray:
 
 def run(pipeline: Pipeline, image: ImageData, *, keep_stages: bool = False) -> Result:
     """Push one image through every stage; record geometry, timing and the final maps."""
+    for i, stage in enumerate(pipeline.stages, 1):
+        if isinstance(stage, ConvStage) and stage.shape_only:
+            raise ParameterError(
+                f"stage {i} (conv {stage.name}) has a size but no weights: it can be"
+                " planned (convcli shape), not run"
+            )
     x, channels, premultiplied = prepare(image, pipeline)
     result = plan(pipeline, x.shape, channels)  # type: ignore[arg-type]
     dtype = result_dtype(x, pipeline.dtype)

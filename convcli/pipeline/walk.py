@@ -8,6 +8,14 @@ input cells one window covers, their products, which cells each pooling window
 takes). The result is plain data (:class:`Walkthrough`, and
 :func:`walkthrough_json`); :mod:`convcli.cli.explain_view` draws it.
 
+Units: the patch may be given in display units (:data:`BYTE`: 0–255, so the
+arithmetic reads in whole numbers) while ``convolve`` works on ``value / 255``.
+The walk then computes on the true values (``patch / units.scale``) and shows
+every result ``× units.scale``: the bias, which is given in true units as
+``convolve`` takes it, shows as ``scale · bias``; relu, leaky-relu and abs are
+scale-free (``f(s·x) = s·f(x)``), sigmoid and tanh are not and act on the true
+value. So every number shown, divided by the scale, is ``convolve``'s.
+
 Examples
 --------
 >>> import numpy as np
@@ -17,6 +25,10 @@ Examples
 [[[27.0, 27.0], [27.0, 27.0]]]
 >>> w.window.total, w.window.value
 (27.0, 27.0)
+>>> w = walkthrough(patch, np.array([[-1, 0, 1]] * 3), padding="valid", pool=None,
+...                 bias=-0.1, activation="relu", units=BYTE)
+>>> w.window.bias, w.window.pre, w.window.value  # 27 + 255·(-0.1)
+(-25.5, 1.5, 1.5)
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from convcli.kernels.model import Kernel
-from convcli.ops.activations import activate
+from convcli.ops.activations import activate, parse_activation
 from convcli.ops.conv import conv2d
 from convcli.ops.padding import pad2d
 from convcli.ops.pool import pool2d
@@ -39,6 +51,36 @@ from convcli.shapes import StageGeometry, as_pair, conv_geometry, pool_geometry
 CAMERA_EDGE = (207, 177)
 
 # --------------------------------------------------------------------------- computing
+
+
+@dataclass(frozen=True)
+class Units:
+    """How the numbers of a walk are shown: ``shown = true value × scale``."""
+
+    scale: float
+    name: str
+
+    def json(self) -> dict[str, Any]:
+        scale = int(self.scale) if float(self.scale).is_integer() else self.scale
+        return {"scale": scale, "name": self.name}
+
+
+#: 8-bit pixels as whole numbers: convcli reads them as value/255, explain shows value.
+BYTE = Units(255.0, "0–255")
+#: The values as they are (float images, arrays given to the library).
+RAW = Units(1.0, "raw")
+
+#: Activations with f(s·x) = s·f(x) for s > 0: they may act on scaled values.
+SCALE_FREE = frozenset({"none", "relu", "leaky-relu", "abs"})
+
+
+def scale_free(activation: str | None) -> bool:
+    """Whether ``activation`` commutes with a positive scale (relu does, sigmoid does not).
+
+    >>> scale_free("leaky-relu:0.2"), scale_free("tanh")
+    (True, False)
+    """
+    return parse_activation(activation)[0].value in SCALE_FREE
 
 
 @dataclass(frozen=True)
@@ -65,13 +107,34 @@ class Window:
     rows: tuple[int, ...]  # padded-input rows the taps read (dilation spaces them)
     cols: tuple[int, ...]
     taps: tuple[Tap, ...]
-    bias: float
+    bias: float  # in the walk's units (scale × the bias convolve adds)
     activation: str
-    value: float  # activation(total + bias), by this module's own arithmetic
+    value: float  # activation(total + bias), by this module's own arithmetic, shown units
+    scale: float = 1.0  # the walk's unit scale (see :class:`Units`)
 
     @property
     def total(self) -> float:
         return float(sum(t.total for t in self.taps))
+
+    @property
+    def pre(self) -> float:
+        """The value before the activation: ``total + bias`` (shown units)."""
+        return self.total + self.bias
+
+    @property
+    def scale_free(self) -> bool:
+        """True when the activation may act on the shown value directly."""
+        return self.scale == 1.0 or scale_free(self.activation)
+
+    @property
+    def true_pre(self) -> float:
+        """``pre`` in convolve's units, what a not scale-free activation acts on."""
+        return self.pre / self.scale
+
+    @property
+    def true_value(self) -> float:
+        """``value`` in convolve's units."""
+        return self.value / self.scale
 
 
 @dataclass(frozen=True)
@@ -109,7 +172,7 @@ class Walkthrough:
     window: Window
     pool: PoolWalk | None = None
     source: str = ""
-    units: str = ""
+    units: Units = RAW
     notes: list[str] = field(default_factory=list)
     plan_shapes: list[tuple[str, tuple[int, int, int], tuple[int, int], tuple[int, int]]] = field(
         default_factory=list
@@ -136,17 +199,28 @@ def walkthrough(
     count_include_pad: bool = True,
     window: tuple[int, int] | None = None,
     source: str = "",
-    units: str = "",
+    units: Units = RAW,
 ) -> Walkthrough:
     """Run one conv (and optionally one pool) on ``patch``, keeping every intermediate.
 
     Options left as None take the kernel's own defaults (its YAML file), then
     SPEC's, exactly as ``convcli convolve`` resolves them. ``window`` picks the
     output position worked out by hand (default: the strongest response of map 0).
+
+    ``patch`` is in ``units``: ``convolve`` would see ``patch / units.scale``.
+    The options (``bias``, ``pad_value``) are in ``convolve``'s units, as its
+    command line takes them; every array of the result is in ``units``
+    (``output / units.scale`` is ``convolve``'s output).
     """
-    x = np.asarray(patch, dtype=np.float64)
-    if x.ndim == 2:
-        x = x[None]
+    shown = np.asarray(patch, dtype=np.float64)
+    if shown.ndim == 2:
+        shown = shown[None]
+    scale = float(units.scale)
+    if not (np.isfinite(scale) and scale > 0):
+        from convcli.errors import ParameterError
+
+        raise ParameterError(f"the unit scale must be a positive number, got {units.scale}")
+    x = shown / scale  # what convolve computes on
     k = kernel if isinstance(kernel, Kernel) else Kernel("kernel", np.asarray(kernel, float))
     stage = ConvStage(
         k, stride=stride, padding=padding, dilation=dilation, activation=activation,
@@ -164,9 +238,18 @@ def walkthrough(
         dilation=opts["dilation"], groups=opts["groups"], origin=origin,
         bias=opts["bias"] is not None,
     )  # fmt: skip
-    padded = pad2d(x, geom.padding, mode=opts["pad_mode"], value=float(opts["pad_value"]))
-    pre = _chw(conv2d(x, k, **{**opts, "activation": None}))
-    out = _chw(conv2d(x, k, **opts))
+    padded = pad2d(
+        shown, geom.padding, mode=opts["pad_mode"], value=float(opts["pad_value"]) * scale
+    )
+    # linear steps in the shown units (whole numbers stay whole); an activation that is
+    # not scale-free acts on the true values, and its result is shown scaled
+    shown_opts = {**opts, "bias": _times(opts["bias"], scale),
+                  "pad_value": float(opts["pad_value"]) * scale}  # fmt: skip
+    pre = _chw(conv2d(shown, k, **{**shown_opts, "activation": None}))
+    if scale == 1.0 or scale_free(opts["activation"]):
+        out = _chw(conv2d(shown, k, **shown_opts))
+    else:
+        out = _chw(conv2d(x, k, **opts)) * scale
     if window is None:
         flat = int(np.argmax(np.abs(pre[0])))
         window = (flat // pre.shape[2], flat % pre.shape[2])
@@ -178,9 +261,9 @@ def walkthrough(
             f"window {i},{j} is outside the {out.shape[1]}×{out.shape[2]} output"
             f" (rows 0–{out.shape[1] - 1}, columns 0–{out.shape[2] - 1})"
         )
-    win = _window(x, padded, w, opts, geom, 0, i, j)
+    win = _window(shown, padded, w, opts, geom, 0, i, j, scale)
     walk = Walkthrough(
-        x, k, opts, w, geom, padded, pre, out, win, source=source, units=units
+        shown, k, opts, w, geom, padded, pre, out, win, source=source, units=units
     )  # fmt: skip
     stages: list[Any] = [stage]
     if pool:
@@ -192,12 +275,20 @@ def walkthrough(
         }  # fmt: skip
         walk.pool = _pool_walk(out, pool, popts)
         stages.append(PoolStage(pool, **popts))
-    result = plan(Pipeline(tuple(stages), name="explain"), x.shape)  # type: ignore[arg-type]
+    result = plan(Pipeline(tuple(stages), name="explain"), shown.shape)  # type: ignore[arg-type]
     walk.plan_shapes = [
         (r.description, r.geometry.out_shape, r.geometry.receptive_field, r.geometry.jump)
         for r in result.records
     ]
     return walk
+
+
+def _times(bias: Any, scale: float) -> Any:
+    if bias is None or scale == 1.0:
+        return bias
+    if isinstance(bias, tuple | list | np.ndarray):
+        return tuple(float(b) * scale for b in bias)
+    return float(bias) * scale
 
 
 def _chw(y: np.ndarray) -> np.ndarray:
@@ -216,25 +307,40 @@ def _members(x: np.ndarray, w: np.ndarray, groups: int, m: int) -> list[tuple[in
     return [(first + t, w[m, t]) for t in range(w.shape[1])]
 
 
+def window_cells(geom: StageGeometry, i: int, j: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The padded-input rows and columns that output ``[i, j]`` reads (dilation spaces them).
+
+    >>> from convcli.shapes import conv_geometry
+    >>> window_cells(conv_geometry((1, 6, 6), (3, 3), stride=2, dilation=2), 1, 0)
+    ((2, 4, 6), (0, 2, 4))
+    """
+    (sh, sw), (dh, dw) = geom.stride, geom.dilation
+    kh, kw = geom.kernel_hw
+    return (
+        tuple(i * sh + a * dh for a in range(kh)),
+        tuple(j * sw + b * dw for b in range(kw)),
+    )
+
+
 def _window(
     x: np.ndarray, padded: np.ndarray, w: np.ndarray, opts: dict[str, Any],
-    geom: StageGeometry, m: int, i: int, j: int,
+    geom: StageGeometry, m: int, i: int, j: int, scale: float = 1.0,
 ) -> Window:  # fmt: skip
-    (sh, sw), (dh, dw) = geom.stride, geom.dilation
-    kh, kw = w.shape[-2:]
-    rows = tuple(i * sh + a * dh for a in range(kh))
-    cols = tuple(j * sw + b * dw for b in range(kw))
+    rows, cols = window_cells(geom, i, j)
     taps = []
     for ch, wk in _members(x, w, opts["groups"], m):
         values = padded[ch][np.ix_(rows, cols)]
         taps.append(Tap(ch, values, wk, values * wk))
     b = opts["bias"]
     bvec = np.atleast_1d(np.asarray(0.0 if b is None else b, dtype=np.float64))
-    bias = float(bvec[0] if bvec.size == 1 else bvec[m])
+    bias = float(bvec[0] if bvec.size == 1 else bvec[m]) * scale
     act = str(opts["activation"] or "none")
     total = float(sum(t.products.sum() for t in taps)) + bias
-    value = float(activate(np.array([total]), act)[0])
-    return Window(m, i, j, rows, cols, tuple(taps), bias, act, value)
+    if scale == 1.0 or scale_free(act):
+        value = float(activate(np.array([total]), act)[0])
+    else:  # sigmoid, tanh: on the true value, then shown in the walk's units
+        value = float(activate(np.array([total / scale]), act)[0]) * scale
+    return Window(m, i, j, rows, cols, tuple(taps), bias, act, value, scale)
 
 
 def _pool_walk(y: np.ndarray, op: str, popts: dict[str, Any]) -> PoolWalk:
@@ -267,7 +373,7 @@ def walkthrough_json(walk: Walkthrough) -> dict[str, Any]:
     win = walk.window
     data: dict[str, Any] = {
         "source": walk.source,
-        "units": walk.units,
+        "units": walk.units.json(),
         "input": walk.patch.tolist(),
         "kernel": {"name": walk.kernel.name, "weights": walk.weights.tolist()},
         "options": {k: _plain(v) for k, v in walk.options.items()},
@@ -292,6 +398,7 @@ def walkthrough_json(walk: Walkthrough) -> dict[str, Any]:
             ],
             "sum": win.total,
             "bias": win.bias,
+            "pre_activation": win.pre,
             "activation": win.activation,
             "value": win.value,
         },  # fmt: skip
@@ -383,11 +490,14 @@ def synthetic_patch(size: tuple[int, int]) -> np.ndarray:
 
 def patch_from_image(
     path: str, size: tuple[int, int], at: tuple[int, int] | None, *, channels: int = 1
-) -> tuple[np.ndarray, str, str]:
+) -> tuple[np.ndarray, str, Units]:
     """A patch of an image file: ``(patch (C, h, w), description, units)``.
 
-    8- and 16-bit images are shown in 0–255 units (rounded), float images as they
-    are. Without ``at`` the patch with the most contrast is used.
+    8- and 16-bit images are shown in 0–255 units (:data:`BYTE`), float images as
+    they are (:data:`RAW`). Values are not rounded: an 8-bit grey image gives
+    whole numbers, the luma of a colour photo or a 16-bit image gives fractions,
+    so that every number stays the one ``convolve`` computes. Without ``at`` the
+    patch with the most contrast is used.
     """
     from convcli.imageio import load_image
 
@@ -412,10 +522,12 @@ def patch_from_image(
             f" columns 0–{arr.shape[2] - w}"
         )
     patch = arr[:, r0 : r0 + h, c0 : c0 + w]
-    units = ""
+    units = RAW
     if img.mode not in ("I", "F"):
-        patch = np.round(patch * 255)
-        units = "0–255"
+        patch = patch * BYTE.scale
+        whole = np.round(patch)
+        patch = np.where(np.abs(patch - whole) < 1e-6, whole, patch)  # 8-bit: exact integers
+        units = BYTE
     where = f"{Path(path).name}, rows {r0}–{r0 + h - 1}, columns {c0}–{c0 + w - 1}"
     return patch, where, units
 

@@ -18,7 +18,9 @@ Option names are the command line's without the dashes (``pad_mode`` or
 ``pad-mode``). ``- conv: sobel`` and ``- pool: max`` are short for
 ``{kernel: sobel}`` and ``{op: max}``. A kernel is a built-in spec, a YAML file
 or a list of them (one bank); files are looked for next to the pipeline file
-first, then as ``-k`` does.
+first, then as ``-k`` does. A conv stage may instead give a layer's shape only —
+``{kernel_size: 3, out_channels: 64, groups: 1, bias: true}`` — for
+``convcli shape``; such a file cannot be run (:meth:`PipelineFile.require_weights`).
 
 Every error is a :class:`~convcli.errors.PipelineError` naming the file, the
 line and the stage: ``tiny.yaml:7: stage 3 (conv): unknown option 'strid' (did
@@ -71,12 +73,12 @@ from convcli.vocab import (
     RangeScope,
     did_you_mean,
 )
-from convcli.yamlnodes import TAG_FLOAT, TAG_INT, TAG_NULL, NodeReader, construct, line_of
+from convcli.yamlnodes import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NULL, NodeReader, construct, line_of
 
 TOP_KEYS = ("name", "description", "gray", "alpha", "dtype", "stages", "output")
 CONV_KEYS = (
     "kernel", "stride", "padding", "pad_mode", "pad_value", "dilation", "flip", "bias",
-    "activation", "groups",
+    "activation", "groups", "kernel_size", "out_channels",
 )  # fmt: skip
 POOL_KEYS = ("op", "size", "stride", "padding", "ceil_mode", "count_include_pad")
 COMBINE_KEYS = ("op",)
@@ -100,6 +102,19 @@ class PipelineFile:
         return plan_stages(
             self.pipeline, in_shape, channels, file=self.file, lines=self.stage_lines
         )
+
+    def require_weights(self) -> None:
+        """Refuse to run a file whose conv stages give only a ``kernel_size`` (no weights)."""
+        for i, stage in enumerate(self.pipeline.stages, 1):
+            if isinstance(stage, ConvStage) and stage.shape_only:
+                raise PipelineError(
+                    f"stage {i} (conv {stage.name}): kernel_size gives a layer's shape but no"
+                    " weights, so there is nothing to run; give each conv stage a kernel (a"
+                    " kernel file or a built-in) to run this file, or see its sizes with"
+                    " 'convcli shape FILE --input CxHxW'",
+                    file=self.file,
+                    line=self.stage_lines[i - 1],
+                )
 
 
 def load_pipeline(
@@ -323,10 +338,24 @@ class _Reader(NodeReader):
             raise self.error("conv needs a kernel, e.g. '- conv: {kernel: sobel}'", key_node)
         else:
             m = self.mapping(body, CONV_KEYS, "conv options")
-        if "kernel" not in m:
-            raise self.error("conv needs a kernel, e.g. '- conv: {kernel: sobel}'", body)
-        kernel = self.kernel(m["kernel"][1])
+        if "kernel" not in m and "kernel_size" not in m:
+            raise self.error(
+                "conv needs a kernel, e.g. '- conv: {kernel: sobel}' (or a kernel_size, for a"
+                " layer described by its shape only)",
+                body,
+            )
         opts: dict[str, Any] = {}
+        if "kernel" in m:
+            for key in ("kernel_size", "out_channels"):
+                if key in m:
+                    raise self.error(
+                        f"{key} describes a layer without weights: give it instead of kernel,"
+                        " not with it",
+                        m[key][0],
+                    )
+            kernel = self.kernel(m["kernel"][1])
+        else:
+            kernel = self.shape_only(m, opts)
         for key in ("stride", "dilation"):
             if key in m:
                 opts[key] = self.pair(m[key][1], key)
@@ -338,7 +367,7 @@ class _Reader(NodeReader):
             opts["pad_value"] = self.number(m["pad_value"][1], "pad_value")
         if "flip" in m:
             opts["flip"] = self.boolean(m["flip"][1], "flip")
-        if "bias" in m:
+        if "bias" in m and "bias" not in opts:
             opts["bias"] = self.bias(m["bias"][1])
         if "activation" in m:
             opts["activation"] = self.activation(m["activation"][1])
@@ -347,6 +376,24 @@ class _Reader(NodeReader):
         stage = ConvStage(kernel, **opts)
         self.validate(stage, key_node)
         return stage
+
+    def shape_only(self, m: dict[str, tuple[yaml.Node, yaml.Node]], opts: dict[str, Any]) -> Any:
+        """``kernel_size`` [``out_channels``, ``groups``, ``bias: true``]: a layer's shape."""
+        from convcli.kernels.shapeonly import shape_only_kernel
+
+        size = self.pair(m["kernel_size"][1], "kernel_size")
+        out = None
+        if "out_channels" in m:
+            out = self.whole(m["out_channels"][1], "out_channels", minimum=1)
+        elif "groups" in m:
+            raise self.error("groups needs out_channels (a layer)", m["groups"][0])
+        bias = m.get("bias", (None, None))[1]
+        if isinstance(bias, yaml.ScalarNode) and bias.tag == TAG_BOOL:
+            if self.boolean(bias, "bias"):
+                opts["bias"] = True  # counted, one per output map
+            else:
+                opts["bias"] = None
+        return shape_only_kernel(size, out_channels=out)
 
     def pool(self, key_node: yaml.Node, body: yaml.Node) -> PoolStage:
         if isinstance(body, yaml.ScalarNode) and body.tag == TAG_NULL:
