@@ -794,7 +794,7 @@ def test_stdout_one_image_only(monkeypatch):
     [
         ({"layout": "rows"}, "unknown layout"),
         ({"layout": "bank:4"}, "do not split"),
-        ({"layout": "bank:x"}, "positive integer"),
+        ({"layout": "bank:x"}, "unknown layout"),
         ({"layout": "maps", "labels": ["a"]}, "1 labels given for 6 maps"),
         ({"layout": "maps", "labels": ["a"] * 6}, "same file name"),
         ({"fmt": "gif"}, "format must be one of png, jpeg, webp, tiff, npy, npz, keep; got 'gif'"),

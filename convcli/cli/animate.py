@@ -51,7 +51,7 @@ import numpy as np
 from convcli.cli.explain_view import num
 from convcli.errors import ParameterError
 from convcli.pipeline.walk import Walkthrough, window_cells
-from convcli.vocab import AnimationFormat
+from convcli.vocab import AnimationFormat, PoolOp
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
@@ -251,7 +251,7 @@ def _pooled_title(walk: Walkthrough) -> str:
     p = walk.pool
     if p is None:
         return ""
-    if p.op.startswith("global"):
+    if PoolOp.parse(p.op).is_global:
         return p.op
     size = p.geometry.kernel_hw
     return f"{p.op} pool {size[0]}×{size[1]}"
@@ -320,7 +320,7 @@ def _pool_caption(walk: Walkthrough, k: int) -> tuple[str, ...]:
     g = p.geometry
     span = (f"rows {win.rows[0]}…{win.rows[-1]}, columns {win.cols[0]}…{win.cols[-1]} of the"
             " output")  # fmt: skip
-    if not p.op.startswith("global"):
+    if not PoolOp.parse(p.op).is_global:
         sh, sw = g.stride
         span += f"; the window moves by {sh if sh == sw else f'{sh},{sw}'}"
     return (line, span)

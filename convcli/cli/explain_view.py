@@ -18,6 +18,7 @@ from rich.text import Text
 from convcli.ops.activations import parse_activation
 from convcli.pipeline.walk import PoolWalk, PoolWindow, Walkthrough
 from convcli.shapes import AxisFormula, conv_geometry
+from convcli.vocab import PoolOp
 
 WIDTH = 100
 POOL_COLOURS = (
@@ -148,7 +149,7 @@ def _title(walk: Walkthrough) -> Text:
     if walk.pool is not None:
         p = walk.pool
         pg = p.geometry
-        if p.op.startswith("global"):
+        if PoolOp.parse(p.op).is_global:
             bits.append(p.op)
         else:
             bits.append(
@@ -631,7 +632,7 @@ def _pool_section(walk: Walkthrough, n: int, width: int) -> list[RenderableType]
     y = walk.output[0]
     h, w = y.shape
     (kh, kw), (sh, sw) = g.kernel_hw, g.stride
-    glob = p.op.startswith("global")
+    glob = PoolOp.parse(p.op).is_global
     what = p.op if glob else f"{p.op} pooling, {kh}×{kw} windows, stride {_pair_text(g.stride)}"
     out: list[RenderableType] = [_heading(n, f"Pooling: {what}")]
     doc = {
@@ -756,7 +757,7 @@ def _pool_expr(p: PoolWalk, vals: list[float], pw: PoolWindow) -> str:
     op = p.op.replace("global-", "")
     if op != "avg":
         kh, kw = p.geometry.kernel_hw
-        pads = 0 if p.op.startswith("global") else kh * kw - len(vals)
+        pads = 0 if PoolOp.parse(p.op).is_global else kh * kw - len(vals)
         extra = f", {pads} padding cell{'s' * (pads != 1)}" if pads else ""
         return f"{op}({shown}{extra})"
     if p.op == "global-avg":

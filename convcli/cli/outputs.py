@@ -101,18 +101,15 @@ def _check_terminals(inputs: Sequence[str], o: OutputArgs) -> None:
 
 def _check_one_file(pipeline: Pipeline, o: OutputArgs, fmt: Format | None) -> None:
     """``-o FILE`` (or ``-o -``) takes one picture: a run that writes several is refused now."""
-    from convcli.pipeline.engine import _layout_after
+    from convcli.pipeline.engine import stages_layout
 
     if o.out != "-" and Format.of_extension(Path(o.out).suffix) is None:
         return  # a folder
     if fmt in (Format.npy, Format.npz):
         return  # one array file holds every map
-    layout: str = "image"
-    labels: tuple[str, ...] = ()
-    for stage in pipeline.stages:
-        layout, labels = _layout_after(stage, layout, labels)
-    n = int(layout[5:]) if layout.startswith("bank:") else len(labels)
-    if layout != "image" and n > 1:  # (a bank on maps: counted per input, later)
+    layout, labels = stages_layout(pipeline.stages)
+    n = layout.members if layout.kind == "bank" else len(labels)
+    if layout.kind != "image" and n > 1:  # (a bank on maps: counted per input, later)
         raise ParameterError(
             f"-o {o.out}: names one file, but this run writes {n} maps (one file each);"
             " give a folder"

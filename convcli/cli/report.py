@@ -58,7 +58,7 @@ def _how(record: StageRecord) -> Text:
         lines.append(f"{c_out}·{n} maps → {c_out}: ", style="cyan")
         lines.append(f"{record.name} of each channel's {n} bank maps; size unchanged", style="dim")
         return lines
-    if record.name.startswith("global"):
+    if record.is_global_pool:
         lines.append(f"whole {fy.size_in}×{fx.size_in} map → 1×1", style="cyan")
         return lines
     if fy.text() == fx.text():
@@ -104,7 +104,7 @@ def _params_text(record: StageRecord) -> str:
     else:
         if o.get("ceil_mode"):
             parts.append("ceil mode")
-        if record.name.startswith("avg") and not o.get("count_include_pad", True):
+        if record.op == "avg" and not o.get("count_include_pad", True):
             parts.append("exclude pad")
     return " · ".join(parts)
 
@@ -172,7 +172,7 @@ def formula_table(result: Result) -> Table:
 def _formula_heading(result: Result) -> Text:
     """The general output-size formula of the kinds of stage in the report."""
     kinds = [k for k in ("conv", "pool") if any(
-        r.kind == k and not r.name.startswith("global") for r in result.records
+        r.kind == k and not r.is_global_pool for r in result.records
     )]  # fmt: skip
     text = Text("how each size comes about", style="bold")
     formulas = {"conv": FORMULA, "pool": POOL_FORMULA}

@@ -17,6 +17,7 @@ from PIL import Image
 
 from convcli.errors import OutputError, ParameterError
 from convcli.imageio._common import CHANNELS, index_labels
+from convcli.imageio.layout import Layout
 from convcli.imageio.montage import montage_image
 from convcli.imageio.pixels import MapImage, to_pixels
 from convcli.imageio.png import write_png
@@ -81,25 +82,10 @@ def safe_name(part: str) -> str:
 _safe = safe_name
 
 
-def _parse_layout(layout: str, n_maps: int) -> tuple[str, int]:
+def _parse_layout(layout: Layout | str, n_maps: int) -> tuple[str, int]:
     """Return ('image'|'bank'|'maps', number of pictures)."""
-    if layout == "image":
-        return "image", 1
-    if layout == "maps":
-        return "maps", n_maps
-    if layout.startswith("bank:"):
-        try:
-            k = int(layout[5:])
-        except ValueError:
-            k = 0
-        if k < 1:
-            raise ParameterError(f"layout {layout!r}: the bank size must be a positive integer")
-        if n_maps % k:
-            raise ParameterError(
-                f"layout {layout!r}: {n_maps} maps do not split into {k} kernels of equal size"
-            )
-        return "bank", k
-    raise ParameterError(f"unknown layout {layout!r} (use image, bank:N or maps)")
+    lay = Layout.parse(layout)
+    return lay.kind, lay.pictures(n_maps)
 
 
 def _labels(labels: Sequence[str], n: int, what: str) -> list[str]:
@@ -135,7 +121,7 @@ def _plan(
     stem: str,
     name: str,
     n_maps: int,
-    layout: str,
+    layout: Layout | str,
     *,
     out: Path | str,
     fmt: str,
@@ -196,7 +182,7 @@ def plan_outputs(
     stem: str,
     name: str,
     n_maps: int,
-    layout: str,
+    layout: Layout | str,
     *,
     out: Path | str,
     fmt: str,
@@ -288,7 +274,7 @@ def write_feature_maps(
     stem: str,
     name: str,
     fmt: str = "png",
-    layout: str = "image",
+    layout: Layout | str = "image",
     labels: Sequence[str] = (),
     file: Path | str | None = None,
     range_mode: str | RangeSpec = "auto",
@@ -601,7 +587,7 @@ def binarize(
     )
 
 
-def _tile_labels(kind: str, labels: Sequence[str], n_maps: int, layout: str) -> list[str]:
+def _tile_labels(kind: str, labels: Sequence[str], n_maps: int, layout: Layout | str) -> list[str]:
     """One label per map: for the montage and the npz ``labels`` array."""
     if kind == "maps":
         return _labels(labels, n_maps, "maps")

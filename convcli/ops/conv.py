@@ -61,6 +61,7 @@ def conv2d(
     activation: str | None = None,
     dtype: Any = None,
     method: str = "auto",
+    geometry: StageGeometry | None = None,
 ) -> np.ndarray:
     """Convolve a ``(C, H, W)`` (or ``(H, W)``) image with a kernel, the way a CNN layer does.
 
@@ -95,6 +96,10 @@ def conv2d(
     dtype : float32 or float64, optional
         The computation and result type. Default: float64 when ``x`` is
         float64, otherwise float32.
+    geometry : StageGeometry, optional
+        This call's geometry, already worked out by
+        :func:`convcli.shapes.conv_geometry` for this input (a pipeline plans every
+        stage once and hands it over); must match ``x`` and the other options.
     method : ``auto``, ``opencv``, ``direct``, ``separable``, ``fft``, ``gemm``
         The engine. ``auto`` uses OpenCV's ``filter2D`` for 2-D kernels and banks
         when OpenCV is installed (else picks a numpy engine by kernel shape) and
@@ -135,16 +140,13 @@ def conv2d(
         w = w[..., ::-1, ::-1]
         if origin is not None:
             origin = (w.shape[-2] - 1 - origin[0], w.shape[-1] - 1 - origin[1])
-    geom = conv_geometry(
-        x3.shape,
-        w.shape,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        origin=origin,
-        bias=bias is not None,
-    )
+    if geometry is not None and geometry.in_shape == x3.shape:
+        geom = geometry
+    else:
+        geom = conv_geometry(
+            x3.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+            groups=groups, origin=origin, bias=bias is not None,
+        )  # fmt: skip
     try:
         fill = float(pad_value)
     except (TypeError, ValueError):

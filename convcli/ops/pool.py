@@ -25,6 +25,7 @@ def pool2d(
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     dtype: Any = None,
+    geometry: StageGeometry | None = None,
 ) -> np.ndarray:
     """Pool each channel of a ``(C, H, W)`` (or ``(H, W)``) array on its own.
 
@@ -72,9 +73,12 @@ def pool2d(
         )
     dt = result_dtype(arr, dtype)
     arr = np.asarray(arr, dtype=dt)
-    geom = pool_geometry(
-        arr.shape, op=op, size=size, stride=stride, padding=padding, ceil_mode=ceil_mode
-    )
+    if geometry is not None and geometry.in_shape == arr.shape:
+        geom = geometry  # planned already (a pipeline stage)
+    else:
+        geom = pool_geometry(
+            arr.shape, op=op, size=size, stride=stride, padding=padding, ceil_mode=ceil_mode
+        )
     if op == "global-max":
         out = arr.max(axis=(1, 2), keepdims=True)
     elif op == "global-avg":

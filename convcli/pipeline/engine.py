@@ -17,13 +17,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convcli.errors import ParameterError, ShapeError
+from convcli.imageio.layout import Layout
 from convcli.ops.activations import parse_activation
 from convcli.ops.combine import combine
 from convcli.ops.conv import conv2d, result_dtype
 from convcli.ops.padding import check_pad_mode
 from convcli.ops.pool import pool2d
-from convcli.shapes import Pair, StageGeometry, combine_geometry, conv_geometry, pool_geometry
-from convcli.vocab import Alpha, CombineOp
+from convcli.shapes import (
+    PaddingSpec,
+    Pair,
+    StageGeometry,
+    combine_geometry,
+    conv_geometry,
+    pool_geometry,
+)
+from convcli.vocab import Alpha, CombineOp, PoolOp
 
 if TYPE_CHECKING:
     from convcli.imageio import ImageData
@@ -35,18 +43,19 @@ _ALPHA_EPS = 1e-6
 @dataclass(frozen=True)
 class ConvStage:
     """A convolution stage. Options left as None take the kernel's default (its YAML file or
-    ONNX node), then SPEC's."""
+    ONNX node), then the README's defaults (stride 1, padding same, reflect, ...)."""
 
     kernel: Kernel
-    stride: Any = None
-    padding: Any = None
-    dilation: Any = None
+    stride: int | Pair | None = None
+    padding: PaddingSpec | None = None
+    dilation: int | Pair | None = None
     activation: str | None = None
     pad_mode: str | None = None
     pad_value: float = 0.0
     groups: int | None = None
     flip: bool = False
-    bias: Any = None
+    #: one value, one per output map, or True for a shape-only layer (counted, no value)
+    bias: float | tuple[float, ...] | bool | None = None
 
     kind = "conv"
 
@@ -109,9 +118,9 @@ class PoolStage:
     """A pooling stage (PyTorch's rules)."""
 
     op: str = "max"
-    size: Any = 2
-    stride: Any = None
-    padding: Any = 0
+    size: int | Pair = 2
+    stride: int | Pair | None = None
+    padding: PaddingSpec = 0
     ceil_mode: bool = False
     count_include_pad: bool = True
 
@@ -119,7 +128,7 @@ class PoolStage:
 
     @property
     def name(self) -> str:
-        return self.op if self.op.startswith("global") else f"{self.op}pool"
+        return self.op if PoolOp.parse(self.op).is_global else f"{self.op}pool"
 
     def options(self) -> dict[str, Any]:
         return {
@@ -213,9 +222,14 @@ class StageRecord:
     geometry: StageGeometry
     options: dict[str, Any]
     seconds: float = 0.0
-    layout: str = "image"
+    layout: Layout = Layout.image()
     labels: tuple[str, ...] = ()
     maps: np.ndarray | None = None  # kept only when asked (``--save-stages``)
+    op: str = ""  # the pool or combine op ("max", "global-avg", "magnitude")
+
+    @property
+    def is_global_pool(self) -> bool:
+        return self.kind == "pool" and PoolOp.parse(self.op).is_global
 
 
 @dataclass
@@ -227,7 +241,7 @@ class Result:
     channels: str  # of the array fed to stage 1, e.g. "RGB", "LA"
     records: list[StageRecord]
     maps: np.ndarray | None  # None for a plan
-    layout: str  # "image" | "bank:N" | "maps" (see imageio.write_feature_maps)
+    layout: Layout  # how the maps group into pictures (see imageio.write_feature_maps)
     labels: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
 
@@ -261,7 +275,7 @@ def _describe(stage: Stage) -> str:
     if isinstance(stage, CombineStage):
         return f"combine {stage.op}"
     if isinstance(stage, PoolStage):
-        if stage.op.startswith("global"):
+        if PoolOp.parse(stage.op).is_global:
             return stage.op
         return f"{stage.op} pool {_pair_text(stage.size)}"
     k = stage.kernel
@@ -287,25 +301,40 @@ def _layer_input(kernel: Kernel, channels: str, groups: int) -> tuple[bool, str]
     return False, channels
 
 
-def _layout_after(
-    stage: Stage, layout: str, labels: tuple[str, ...]
-) -> tuple[str, tuple[str, ...]]:
+def layout_after(
+    stage: Stage, layout: Layout, labels: tuple[str, ...]
+) -> tuple[Layout, tuple[str, ...]]:
+    """How the maps group into pictures after ``stage``, and their labels."""
     if isinstance(stage, PoolStage):
         return layout, labels
     if isinstance(stage, CombineStage):  # one map per channel of what the bank filtered
-        if layout.startswith("bank:") or (layout == "maps" and labels):
-            return "image", ()
+        if layout.kind == "bank" or (layout.kind == "maps" and labels):
+            return Layout.image(), ()
         return layout, ()
     k = stage.kernel
     if k.kind == "2d":
         return layout, labels
     n = k.weights.shape[0]
     own = k.labels if len(k.labels) == n else tuple(str(i) for i in range(n))
-    if k.kind == "bank" and layout == "image":
-        return f"bank:{n}", own
+    if k.kind == "bank" and layout.kind == "image":
+        return Layout.bank(n), own
     if k.kind == "layer":
-        return "maps", own
-    return "maps", ()  # a bank applied to maps: n × incoming maps, numbered
+        return Layout.maps(), own
+    return Layout.maps(), ()  # a bank applied to maps: n × incoming maps, numbered
+
+
+def stages_layout(stages: Sequence[Stage]) -> tuple[Layout, tuple[str, ...]]:
+    """The layout and labels of a pipeline's result, from its stages alone.
+
+    >>> from convcli.kernels import load_kernel
+    >>> stages_layout([ConvStage(load_kernel("sobel")), PoolStage("max", 2)])
+    (Layout(kind='bank', members=2), ('sobel-x', 'sobel-y'))
+    """
+    layout = Layout.image()
+    labels: tuple[str, ...] = ()
+    for stage in stages:
+        layout, labels = layout_after(stage, layout, labels)
+    return layout, labels
 
 
 def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "") -> Result:
@@ -321,7 +350,7 @@ def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "")
     channels = channels or ("L" if in_shape[0] == 1 else "RGB" if in_shape[0] == 3 else "")
     rf: Pair = (1, 1)
     jump: Pair = (1, 1)
-    layout: str = "image"
+    layout = Layout.image()
     labels: tuple[str, ...] = ()
     members = 1  # maps per channel of the last bank (what a combine stage reduces)
     records = []
@@ -330,9 +359,13 @@ def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "")
         if isinstance(stage, ConvStage):
             stage = stage.for_input(shape[0])
             k = stage.kernel
+            origin = k.origin
+            if opts["flip"] and origin is not None:  # as conv2d flips it
+                kh, kw = k.weights.shape[-2:]
+                origin = (kh - 1 - origin[0], kw - 1 - origin[1])
             geom = conv_geometry(
                 shape, k.weights.shape, stride=opts["stride"], padding=opts["padding"],
-                dilation=opts["dilation"], groups=opts["groups"], origin=k.origin,
+                dilation=opts["dilation"], groups=opts["groups"], origin=origin,
                 bias=opts["bias"] is not None, rf_in=rf, jump_in=jump,
             )  # fmt: skip
             if k.kind != "2d":
@@ -343,10 +376,19 @@ def plan(pipeline: Pipeline, in_shape: tuple[int, int, int], channels: str = "")
             members = 1
         else:
             geom = pool_geometry(shape, op=stage.op, **_geom_opts(opts), rf_in=rf, jump_in=jump)
-        layout, labels = _layout_after(stage, layout, labels)
+        layout, labels = layout_after(stage, layout, labels)
         records.append(
             StageRecord(
-                i, stage.kind, stage.name, _describe(stage), geom, opts, 0.0, layout, labels
+                i,
+                stage.kind,
+                stage.name,
+                _describe(stage),
+                geom,
+                opts,
+                0.0,
+                layout,
+                labels,
+                op=getattr(stage, "op", ""),
             )
         )
         shape, rf, jump = geom.out_shape, geom.receptive_field, geom.jump
@@ -434,13 +476,13 @@ def run(pipeline: Pipeline, image: ImageData, *, keep_stages: bool = False) -> R
     for record, stage in zip(result.records, pipeline.stages, strict=True):
         t0 = time.perf_counter()
         if isinstance(stage, ConvStage):
-            y = conv2d(x, stage.kernel, dtype=dtype, **record.options)
+            y = conv2d(x, stage.kernel, dtype=dtype, geometry=record.geometry, **record.options)
             if y.ndim == 2:
                 y = y[None]
         elif isinstance(stage, CombineStage):
             y = combine(x, record.options["members"], stage.op)
         else:
-            y = pool2d(x, stage.op, dtype=dtype, **record.options)
+            y = pool2d(x, stage.op, dtype=dtype, geometry=record.geometry, **record.options)
         if premultiplied and record.index == 1:
             y = _unpremultiply(y, len(channels))
         record.seconds = time.perf_counter() - t0

@@ -189,18 +189,15 @@ def _existing_outputs(
     None when that cannot be told (no ``image`` yet, or options the run will reject).
     """
     from convcli.imageio import plan_outputs
-    from convcli.pipeline.engine import _layout_after, plan, prepare
+    from convcli.pipeline.engine import plan, prepare, stages_layout
 
-    layout: str = "image"
-    labels: tuple[str, ...] = ()
     try:
         if image is None:
-            for stage in pipeline.stages:
-                layout, labels = _layout_after(stage, layout, labels)
-            if layout == "image":
+            layout, labels = stages_layout(pipeline.stages)
+            if layout.kind == "image":
                 n_maps = 1
-            elif layout.startswith("bank:"):
-                n_maps = int(layout[5:])
+            elif layout.kind == "bank":
+                n_maps = layout.members
             elif labels:
                 n_maps = len(labels)
             else:

@@ -89,9 +89,9 @@ def map_names(result: Result) -> list[str]:
     """A readable name per output map: ``R``, ``sobel-x:G``, ``3`` ..."""
     n = result.out_shape[0]
     ch = result.channels
-    if result.layout == "image" and len(ch) == n:
+    if result.layout.kind == "image" and len(ch) == n:
         return list(ch)
-    if result.layout.startswith("bank:") and ch:
+    if result.layout.kind == "bank" and ch:
         return [f"{lab}:{c}" for lab in result.labels for c in ch][:n] or [str(i) for i in range(n)]
     if len(result.labels) == n:
         return list(result.labels)
