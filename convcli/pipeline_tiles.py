@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -102,6 +102,7 @@ class TileProgress:
     tiles_total: int
     rows_done: int  # output rows whose every tile is finished
     rows_total: int
+    phase: str = "compute"  # "scan" (statistics pass) or "write" when streaming to files
 
 
 ProgressCallback = Callable[[TileProgress], None]
@@ -558,22 +559,36 @@ class TiledRun:
     def bands(
         self,
         *,
+        tiles: Iterable[tuple[Rect, np.ndarray]] | None = None,
         on_progress: ProgressCallback | None = None,
-        compute: Callable[[Rect], np.ndarray] | None = None,
     ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Full-width bands ``(y0, y1, maps)`` of the tiled output, top to bottom."""
+        """Full-width bands ``(y0, y1, maps)`` of the tiled output, top to bottom.
+
+        ``tiles`` gives the ``(rect, tile)`` pairs of :meth:`rects` in order
+        (default: computed here, :meth:`tiles`); a Dask cluster supplies its own.
+        """
         c, _, w = self.tiled_shape
-        fn = compute or self.compute
+        it = iter(tiles if tiles is not None else self.tiles())
         rects = self.rects()
         done = 0
         for y0, y1 in self.band_rows():
-            band = np.empty((c, y1 - y0, w), dtype=self.dtype)
-            for rect in (r for r in rects if r[0] == y0):
-                band[:, :, rect[2] : rect[3]] = fn(rect)
+            row = [r for r in rects if r[0] == y0]
+            band: np.ndarray | None = None
+            for rect in row:
+                got, tile = next(it)
+                if tuple(got) != rect:
+                    raise RuntimeError(f"tile {got} arrived where {rect} was expected")
+                if len(row) == 1:
+                    band = tile
+                else:
+                    if band is None:
+                        band = np.empty((c, y1 - y0, w), dtype=tile.dtype)
+                    band[:, :, rect[2] : rect[3]] = tile
                 done += 1
                 if on_progress is not None:
                     rows = y1 if rect[3] == w else y0
                     on_progress(TileProgress(done, len(rects), rows, self.tiled_shape[1]))
+            assert band is not None
             yield y0, y1, band
 
     def finish(self, reduced: np.ndarray) -> np.ndarray:

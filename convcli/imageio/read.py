@@ -186,6 +186,9 @@ def load_image(
     except PermissionError as exc:
         raise ImageError(f"{label}: permission denied") from exc
     except UnidentifiedImageError as exc:
+        fallback = _tiff_fallback(label, data, gray=gray, dtype=out_dtype, limit=limit)
+        if fallback is not None:  # a TIFF Pillow cannot open (float RGB, 16-bit grey+alpha)
+            return fallback
         raise ImageError(
             f"{label}: not an image Pillow can read (cannot identify image file)"
         ) from exc
@@ -194,6 +197,27 @@ def load_image(
         if "truncated" in text.lower() or isinstance(exc, EOFError):
             raise ImageError(f"{label}: truncated image ({text})") from exc
         raise ImageError(f"{label}: broken image data ({text})") from exc
+
+
+def _tiff_fallback(
+    label: str, data: bytes | None, *, gray: bool, dtype: np.dtype, limit: int | None
+) -> ImageData | None:
+    """The whole image through the tifffile region reader, for a TIFF file Pillow refuses."""
+    if data is not None:
+        return None
+    from convcli.imageio.regions import open_regions
+
+    try:
+        with open(label, "rb") as fh:
+            head = fh.read(4)
+        if head not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return None
+        with open_regions(label, gray=gray, dtype=dtype, max_pixels=limit) as reader:
+            _, h, w = reader.shape
+            arr = reader.read_region(0, h, 0, w)
+            return ImageData(arr, reader.channels, reader.mode, reader.bit_depth, label)
+    except (ImageError, OSError, ValueError):
+        return None
 
 
 def _float_dtype(dtype: Any) -> np.dtype:

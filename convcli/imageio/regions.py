@@ -28,7 +28,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from PIL import Image
@@ -61,11 +61,17 @@ class _Reader:
 
     shape: tuple[int, int, int]
     channels: str
+    mode: str
+    bit_depth: int
+    path: str
+
+    def read_region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release the file (memory maps, tifffile handles, Pillow images)."""
 
-    def __enter__(self) -> _Reader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -403,8 +409,8 @@ def tiff_native(
         return None
     if spp in (2, 4) and len(extra) != 1:
         return None
-    if dtype == np.float32 and (spp > 1 or n_pages > 1):
-        return None  # float colour TIFFs convcli writes: pages (Pillow's path)
+    if dtype == np.float32 and n_pages > 1:
+        return None  # float colour TIFFs convcli writes whole: pages (Pillow's path)
     bits = {1: 8, 2: 16, 4: 32}[dtype.itemsize]
     divisor = {8: 255.0, 16: 65535.0}.get(bits)
     arr: Any
