@@ -39,6 +39,8 @@ from convcli.cli_options import (
     KernelDirs,
     Kernels,
     Manifest,
+    MaxPixels,
+    MemoryBudget,
     Montage,
     Out,
     Padding,
@@ -58,6 +60,7 @@ from convcli.cli_options import (
     Scheduler,
     SkipExisting,
     Stride,
+    Tile,
     Workers,
 )  # fmt: skip
 
@@ -112,7 +115,7 @@ def convolve(
     count_include_pad: CountPad = True,
     out: Out = "convcli-out",
     fmt: FormatOpt = None,
-    bit_depth: BitDepth = 8,
+    bit_depth: BitDepth = None,
     range_: Range = RangeMode.auto,
     montage: Montage = False,
     force: Force = False,
@@ -128,6 +131,9 @@ def convolve(
     manifest: Manifest = None,
     executor: ExecutorOpt = Executor.local,
     scheduler: Scheduler = None,
+    tile: Tile = None,
+    memory_budget: MemoryBudget = None,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Convolve images with kernels (then optionally pool) and write the feature maps.
 
@@ -170,7 +176,7 @@ def pool_cmd(
     dtype: DTypeOpt = DType.float32,
     out: Out = "convcli-out",
     fmt: FormatOpt = None,
-    bit_depth: BitDepth = 8,
+    bit_depth: BitDepth = None,
     range_: Range = RangeMode.auto,
     montage: Montage = False,
     force: Force = False,
@@ -186,6 +192,9 @@ def pool_cmd(
     manifest: Manifest = None,
     executor: ExecutorOpt = Executor.local,
     scheduler: Scheduler = None,
+    tile: Tile = None,
+    memory_budget: MemoryBudget = None,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Pool images (max, avg, min, global) and write the result.
 
@@ -253,6 +262,16 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
         exclude=tuple(o["exclude"] or ()), workers=o["workers"], manifest=o["manifest"],
         executor=o["executor"].value, scheduler=o["scheduler"],
     )  # fmt: skip
+    if o.get("tile") is not None or o.get("memory_budget") or o.get("max_pixels"):
+        from convcli.imageio.limits import resolve_max_pixels
+        from convcli.pipeline_tiles import parse_bytes
+
+        budget = o.get("memory_budget")
+        outo = OutputOptions(**{
+            **outo.__dict__, "tile": o.get("tile"),
+            "memory_budget": parse_bytes(budget) if budget else None,
+            "max_pixels": resolve_max_pixels(o.get("max_pixels") or "default"),
+        })  # fmt: skip
     rep = ReportOptions(json=o["json_"], quiet=o["quiet"], preview=o["preview"])
     code = execute(pipeline, inputs, outo, batch, rep)
     if code:

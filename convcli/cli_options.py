@@ -177,7 +177,13 @@ FormatOpt = Annotated[
     ),
 ]
 BitDepth = Annotated[
-    int, typer.Option("--bit-depth", help="png bits per sample: 8 or 16.", rich_help_panel=OUTPUT)
+    int | None,
+    typer.Option(
+        "--bit-depth",
+        help="Bits per sample, 8 or 16: png [default: 8]; tiff: integer samples instead of"
+        " float32.",
+        rich_help_panel=OUTPUT,
+    ),
 ]
 Range = Annotated[
     RangeMode,
@@ -264,5 +270,34 @@ Scheduler = Annotated[
     str | None,
     typer.Option(
         "--scheduler", help="Dask scheduler address (with --executor dask).", rich_help_panel=BATCH
+    ),
+]
+
+BIG = "Large images"
+Tile = Annotated[
+    int | None,
+    typer.Option(
+        "--tile", min=1,
+        help="Compute in tiles of N×N output pixels (default: only images too large for the"
+        " memory budget, in full-width bands sized to it).",
+        rich_help_panel=BIG,
+    ),
+]  # fmt: skip
+MemoryBudget = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-budget",
+        help="Working memory a tiled run aims for, e.g. 512M, 2G [default: 256M or"
+        " $CONVCLI_MEMORY_BUDGET]. Images whose whole run needs over twice this run in tiles.",
+        rich_help_panel=BIG,
+    ),
+]
+MaxPixels = Annotated[
+    str | None,
+    typer.Option(
+        "--max-pixels",
+        help="Refuse images with more pixels (decompression-bomb guard) [default: Pillow's"
+        " 89,478,485]; 'none' lifts it.",
+        rich_help_panel=BIG,
     ),
 ]

@@ -35,6 +35,8 @@ from convcli.cli_options import (
     Json,
     KernelDirs,
     Manifest,
+    MaxPixels,
+    MemoryBudget,
     Montage,
     Out,
     Padding,
@@ -53,6 +55,7 @@ from convcli.cli_options import (
     Scheduler,
     SkipExisting,
     Stride,
+    Tile,
     Workers,
 )  # fmt: skip
 
@@ -137,7 +140,7 @@ def run(
     save_stages: SaveStages = False,
     out: Out = "convcli-out",
     fmt: FormatOpt = None,
-    bit_depth: BitDepth = 8,
+    bit_depth: BitDepth = None,
     range_: Range = RangeMode.auto,
     montage: Montage = False,
     force: Force = False,
@@ -153,6 +156,9 @@ def run(
     manifest: Manifest = None,
     executor: ExecutorOpt = Executor.local,
     scheduler: Scheduler = None,
+    tile: Tile = None,
+    memory_budget: MemoryBudget = None,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Run a multi-stage pipeline file (conv → activation → pool → conv ...) on images.
 
@@ -171,7 +177,8 @@ def run(
         "force": force, "skip_existing": skip_existing, "preview": preview, "json_": json_,
         "dry_run": dry_run, "quiet": quiet, "recursive": recursive, "include": include,
         "exclude": exclude, "workers": workers, "manifest": manifest, "executor": executor,
-        "scheduler": scheduler, "save_stages": save_stages,
+        "scheduler": scheduler, "save_stages": save_stages, "tile": tile,
+        "memory_budget": memory_budget, "max_pixels": max_pixels,
     }  # fmt: skip
     for key, value in pf.output.items():
         param = _OUTPUT_PARAMS[key]

@@ -55,7 +55,7 @@ def execute(
     from convcli.cli import error_line, traceback_wanted
 
     pipeline.validate()
-    if out.bit_depth not in (8, 16):
+    if out.bit_depth not in (None, 8, 16):
         raise ParameterError(f"--bit-depth must be 8 or 16, got {out.bit_depth}")
     if out.out == "-" and rep.json:
         raise ParameterError("-o - writes the image to stdout; --json cannot share it")
@@ -82,8 +82,11 @@ def execute(
     if len(jobs) == 1:
         opts = OutputOptions(**{**out.__dict__, "keep_result": True})
         from convcli.runner import process_one
+        from convcli.tile_progress import TileProgressBar
 
-        outcome = process_one(pipeline, jobs[0], opts)
+        dask = batch.scheduler if batch.executor == "dask" else None
+        with TileProgressBar(jobs[0].source, console=err, enabled=not rep.quiet) as bar:
+            outcome = process_one(pipeline, jobs[0], opts, on_progress=bar, scheduler=dask)
         outcomes = [outcome]
         if batch.manifest is not None:
             write_manifest(batch.manifest, outcomes, pipeline)

@@ -173,6 +173,8 @@ class Result:
     layout: str  # "image" | "bank:N" | "maps" (see imageio.write_feature_maps)
     labels: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
+    #: (min, max, mean) per map when the maps were streamed to files, not kept (tiled runs)
+    stats: list[tuple[float, float, float]] | None = None
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -181,7 +183,7 @@ class Result:
     def map_stats(self) -> list[tuple[float, float, float]]:
         """(min, max, mean) of every output map."""
         if self.maps is None:
-            return []
+            return list(self.stats or [])
         flat = self.maps.reshape(self.maps.shape[0], -1)
         return [(float(m.min()), float(m.max()), float(m.mean(dtype=np.float64))) for m in flat]
 

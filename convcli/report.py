@@ -232,7 +232,7 @@ def report(
     parts.append(totals_line(result))
     for w in warnings_of(result, write):
         parts.append(Text.assemble(("warning: ", "bold yellow"), w))
-    if show_stats and result.maps is not None:
+    if show_stats and (result.maps is not None or result.stats is not None):
         parts.append(stats_table(result))
     if write is not None:
         if write.mapping is not None:
@@ -295,7 +295,7 @@ def result_json(result: Result, write: WriteResult | None = None, *, dry_run: bo
         "total_macs": sum(r.geometry.macs for r in result.records),
         "warnings": warnings_of(result, write),
     }
-    if result.maps is not None:
+    if result.maps is not None or result.stats is not None:
         data["maps"] = [
             {"name": n, "min": lo, "max": hi, "mean": mean}
             for n, (lo, hi, mean) in zip(map_names(result), result.map_stats(), strict=True)

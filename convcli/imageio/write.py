@@ -277,7 +277,7 @@ def write_feature_maps(
     labels: Sequence[str] = (),
     file: Path | str | None = None,
     range_mode: str = "auto",
-    bit_depth: int = 8,
+    bit_depth: int | None = None,
     montage: bool = False,
     force: bool = False,
     inputs: Sequence[Path | str] = (),
@@ -317,7 +317,9 @@ def write_feature_maps(
         The output file itself (its extension picks the format); only when the
         result is one file. ``"-"``: stdout.
     range_mode, bit_depth
-        png mapping (:func:`to_pixels`); bit_depth 8 or 16.
+        png mapping (:func:`to_pixels`); bit_depth 8 or 16 (png: 8 when None). A tiff
+        is float32 unless ``bit_depth`` is given: then 8/16-bit integer samples,
+        mapped as png.
     montage : bool
         Also write ``<stem>.<name>.montage.png``: a grid of labelled grey tiles,
         one per map, each normalised on its own (with ``file``:
@@ -372,7 +374,7 @@ def write_feature_maps(
         montage=montage,
         labels=labels,
     )
-    if bit_depth not in (8, 16):
+    if bit_depth not in (None, 8, 16):
         raise ParameterError(f"bit depth must be 8 or 16, not {bit_depth!r}")
     if range_mode not in RANGE_MODES:
         raise ParameterError(
@@ -381,15 +383,17 @@ def write_feature_maps(
     planned = [p.path for p in pictures] + ([montage_path] if montage_path else [])
     kind, _ = _parse_layout(layout, arr.shape[0])
     mapping: MapImage | None = None
-    if fmt == "png" and not dry_run:
-        pixels, mapping = to_pixels(arr, range_mode=range_mode, bit_depth=bit_depth)
+    if (fmt == "png" or (fmt == "tiff" and bit_depth is not None)) and not dry_run:
+        pixels, mapping = to_pixels(arr, range_mode=range_mode, bit_depth=bit_depth or 8)
     if dry_run:
         return WriteResult(paths=[], mapping=None, planned=planned)
 
     encoders: list[tuple[Path, Callable[[BinaryIO], None]]] = []
     for pic in pictures:
         if fmt == "png":
-            encoders.append((pic.path, _png_encoder(pixels[pic.start : pic.stop], bit_depth)))
+            encoders.append((pic.path, _png_encoder(pixels[pic.start : pic.stop], bit_depth or 8)))
+        elif fmt == "tiff" and bit_depth is not None:
+            encoders.append((pic.path, _tiff_int_encoder(pixels[pic.start : pic.stop])))
         elif fmt == "tiff":
             encoders.append((pic.path, _tiff_encoder(arr[pic.start : pic.stop])))
         elif fmt == "npy":
@@ -445,6 +449,23 @@ def _tiff_encoder(maps: np.ndarray) -> Callable[[BinaryIO], None]:
             pages[0].save(fh, format="TIFF")
         else:
             pages[0].save(fh, format="TIFF", save_all=True, append_images=pages[1:])
+
+    return encode
+
+
+def _tiff_int_encoder(pixels: np.ndarray) -> Callable[[BinaryIO], None]:
+    def encode(fh: BinaryIO) -> None:
+        import tifffile
+
+        c = pixels.shape[0]
+        extra = {2: ["unassalpha"], 4: ["unassalpha"], 3: []}.get(c, ["unspecified"] * (c - 1))
+        buf = io.BytesIO()
+        tifffile.imwrite(
+            buf, np.moveaxis(pixels, 0, -1) if c > 1 else pixels[0],
+            photometric="rgb" if c in (3, 4) else "minisblack", extrasamples=extra or None,
+            planarconfig="contig" if c > 1 else None, compression="zlib", metadata=None,
+        )  # fmt: skip
+        fh.write(buf.getvalue())
 
     return encode
 
