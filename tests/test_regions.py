@@ -13,7 +13,7 @@ from convcli.errors import ImageError, ParameterError
 from convcli.imageio import load_image
 from convcli.imageio.limits import resolve_max_pixels
 from convcli.imageio.png import encode_png
-from convcli.imageio.regions import NativeReader, PillowReader, open_regions
+from convcli.imageio.regions import NativeReader, PillowReader, PngStreamReader, open_regions
 
 RNG = np.random.default_rng(7)
 H, W = 37, 29
@@ -94,7 +94,11 @@ def test_readers_avoid_float_copies(files: dict[str, Path]) -> None:
     with open_regions(files["plain.tif"]) as r:  # uncompressed: memory-mapped
         assert isinstance(r, NativeReader) and isinstance(r.array, np.memmap)
         assert r.array.dtype == np.uint8
-    with open_regions(files["rgb.png"]) as r:  # decoded once, natively
+    with open_regions(files["rgb.png"]) as r:  # streamed: only the rows a region needs
+        assert isinstance(r, PngStreamReader)
+        r.read_region(30, 33, 0, 5)
+        assert (r.b0, r.b1) == (30, H) and r.rows.dtype == np.uint8
+    with open_regions(files["rot6.png"]) as r:  # turned by EXIF: decoded once, natively
         assert isinstance(r, NativeReader) and r.array.dtype == np.uint8
     with open_regions(files["la.png"]) as r:
         assert isinstance(r, PillowReader)
@@ -116,8 +120,11 @@ def test_max_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for read in (load_image, open_regions):
         with pytest.raises(ImageError, match=r"x.png: too many pixels.*--max-pixels"):
             read(path)
-        assert read(path, max_pixels=H * W).shape == (3, H, W)  # type: ignore[operator]
-        assert read(path, max_pixels=None).shape == (3, H, W)  # type: ignore[operator]
+        for limit in (H * W, None):
+            got = read(path, max_pixels=limit)  # type: ignore[operator]
+            assert got.shape == (3, H, W)
+            if hasattr(got, "close"):
+                got.close()
         with pytest.raises(ImageError, match="too many pixels"):
             read(path, max_pixels=H * W - 1)  # type: ignore[operator]
     assert Image.MAX_IMAGE_PIXELS == 100  # put back
@@ -135,3 +142,23 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     bad.write_bytes(b"not an image at all")
     with pytest.raises(ImageError, match="bad.png"):
         open_regions(bad)
+
+
+@pytest.mark.parametrize("name", ["rgb.png", "rgba.png", "l.png", "rgb16.png", "l16.png"])
+def test_png_stream_in_overlapping_bands(
+    files: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PngStreamReader, "CHUNK_BYTES", 1)  # a few rows at a time
+    whole = load_image(files[name]).array
+    with open_regions(files[name]) as r:
+        assert isinstance(r, PngStreamReader)
+        for y0, y1 in ((0, 5), (3, 11), (11, 12), (20, 37), (2, 4), (36, 37)):  # (2, 4): restart
+            np.testing.assert_array_equal(r.read_region(y0, y1, 3, 20), whole[:, y0:y1, 3:20])
+
+
+def test_png_stream_reports_truncation(files: dict[str, Path], tmp_path: Path) -> None:
+    data = files["rgb.png"].read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    with open_regions(cut) as r, pytest.raises(ImageError, match="cut.png: truncated"):
+        r.read_region(0, H, 0, W)

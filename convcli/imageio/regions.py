@@ -245,6 +245,225 @@ class _SlicedReader(NativeReader):
         ).array  # fmt: skip
 
 
+class PngStreamReader(_Reader):
+    """A non-interlaced PNG decoded top to bottom, only the rows regions need, kept briefly.
+
+    Regions of a tiled run come in row order (bands overlapping by a halo), so
+    the file is inflated as a stream and each run of rows is unfiltered by
+    OpenCV: the filtered rows are wrapped, after the previous row (unfiltered,
+    filter type None), in a small PNG with stored (level 0) zlib blocks and
+    handed to ``cv2.imdecode``. Only the rows of the current region stay in
+    memory; a region above them restarts the stream from the top.
+    """
+
+    #: Bytes of native rows decoded at a time (at least the rows a region asks for).
+    CHUNK_BYTES = 4 << 20
+
+    def __init__(
+        self, path: str, header: tuple[int, int, int, int], *, mode: str, gray: bool, dtype: Any
+    ) -> None:
+        w, h, depth, ctype = header
+        self.path, self.mode = path, mode
+        self.width, self.height, self.depth, self.ctype = w, h, depth, ctype
+        self.bit_depth = depth
+        self.n_channels = {0: 1, 2: 3, 6: 4}[ctype]
+        self._src_channels = {1: "L", 3: "RGB", 4: "RGBA"}[self.n_channels]
+        self._gray, self._dtype = gray, _float_dtype(dtype)
+        self._divisor = 65535.0 if depth == 16 else 255.0
+        self.channels = _gray_channels(self._src_channels) if gray else self._src_channels
+        self.shape = (len(self.channels), h, w)
+        self.row_bytes = w * self.n_channels * depth // 8
+        self._lock = threading.Lock()
+        self._fh: Any = None
+        self._restart()
+
+    def _restart(self) -> None:
+        import zlib
+
+        if self._fh is not None:
+            self._fh.close()
+        self._fh = open(self.path, "rb")  # noqa: SIM115 - closed in close() / _restart()
+        self._fh.seek(8)
+        self._chunk_left = 0  # bytes of the current IDAT chunk not yet read
+        self._ended = False
+        self._inflate = zlib.decompressobj()
+        self._pending = bytearray()
+        self._prev: bytes | None = None  # the last decoded row, unfiltered, as PNG bytes
+        self.b0 = self.b1 = 0  # rows held: [b0, b1)
+        self.rows = np.empty((0, self.width, self.n_channels), self._native_dtype())
+
+    def _native_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.depth == 8 else np.uint16)
+
+    def _compressed(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the zlib stream (IDAT payloads, chunk by chunk)."""
+        import struct
+
+        while self._chunk_left == 0:
+            if self._ended:
+                return b""
+            head = self._fh.read(8)
+            if len(head) < 8:
+                raise ImageError(f"{self.path}: truncated image (PNG ends before IEND)")
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IDAT":
+                self._chunk_left = length
+                if length == 0:
+                    self._fh.seek(4, 1)
+            else:
+                if kind == b"IEND":
+                    self._ended = True
+                self._fh.seek(length + 4, 1)
+        data = self._fh.read(min(n, self._chunk_left))
+        if not data:
+            raise ImageError(f"{self.path}: truncated image (PNG data ends early)")
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0:
+            self._fh.seek(4, 1)  # CRC
+        return data
+
+    def _scanlines(self, n_rows: int) -> bytes:
+        """The next ``n_rows`` filtered scanlines (filter byte + row bytes each)."""
+        import zlib
+
+        need = n_rows * (1 + self.row_bytes)
+        while len(self._pending) < need:
+            tail = self._inflate.unconsumed_tail
+            src = tail if tail else self._compressed(1 << 20)
+            if not src:
+                raise ImageError(f"{self.path}: truncated image (fewer rows than the header says)")
+            try:
+                self._pending += self._inflate.decompress(src, need - len(self._pending))
+            except zlib.error as exc:
+                raise ImageError(f"{self.path}: broken image data ({exc})") from exc
+        out = bytes(self._pending[:need])
+        del self._pending[:need]
+        return out
+
+    def _decode(self, n_rows: int) -> np.ndarray:
+        """Unfilter the next ``n_rows`` rows with OpenCV; (n, W, C) native samples, RGB order."""
+        import struct
+        import zlib
+
+        from convcli.imageio.png import _PNG_SIGNATURE, _png_chunk
+        from convcli.ops import accel
+
+        filtered = self._scanlines(n_rows)
+        fast = self._unfilter(filtered, n_rows)
+        if fast is not None:
+            return fast
+        lead = b"" if self._prev is None else b"\x00" + self._prev
+        n = n_rows + (1 if lead else 0)
+        ihdr = struct.pack(">IIBBBBB", self.width, n, self.depth, self.ctype, 0, 0, 0)
+        png = b"".join((
+            _PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr),
+            _png_chunk(b"IDAT", zlib.compress(lead + filtered, 0)), _png_chunk(b"IEND", b""),
+        ))  # fmt: skip
+        cv2 = accel.cv2_module()
+        arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise ImageError(f"{self.path}: broken image data (a row filter could not be undone)")
+        arr = arr.reshape(n, self.width, self.n_channels)
+        if lead:
+            arr = arr[1:]
+        if self.n_channels >= 3:  # OpenCV gives BGR(A)
+            arr = arr[..., [2, 1, 0, 3][: self.n_channels]]
+        last = arr[-1].astype(">u2") if self.depth == 16 else arr[-1]
+        self._prev = np.ascontiguousarray(last).tobytes()
+        return arr
+
+    def _unfilter(self, filtered: bytes, n_rows: int) -> np.ndarray | None:
+        """Rows filtered with None, Sub or Up undone in numpy (most encoders' choice); else None."""
+        scan = np.frombuffer(filtered, np.uint8).reshape(n_rows, 1 + self.row_bytes)
+        kinds = scan[:, 0]
+        if int(kinds.max()) > 2:
+            return None  # Average or Paeth: OpenCV's C loop
+        bpp = self.n_channels * self.depth // 8
+        out = np.empty((n_rows, self.row_bytes), np.uint8)
+        prev = (
+            np.frombuffer(self._prev, np.uint8)
+            if self._prev is not None
+            else np.zeros(self.row_bytes, np.uint8)
+        )
+        for y in range(n_rows):
+            kind, line = kinds[y], scan[y, 1:]
+            if kind == 2:
+                np.add(line, prev, out=out[y])  # wraps mod 256, as PNG wants
+            elif kind == 1:
+                np.cumsum(
+                    line.reshape(-1, bpp), axis=0, dtype=np.uint8, out=out[y].reshape(-1, bpp)
+                )
+            else:
+                out[y] = line
+            prev = out[y]
+        self._prev = out[-1].tobytes()
+        dt = np.dtype(np.uint8) if self.depth == 8 else np.dtype(">u2")
+        arr = out.view(dt).reshape(n_rows, self.width, self.n_channels)
+        return arr if self.depth == 8 else arr.astype(np.uint16)
+
+    def read_region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        with self._lock:
+            if y0 < self.b0:
+                self._restart()
+            if y0 >= self.b1:  # nothing held is wanted: skip ahead to y0
+                chunk = max(1, self.CHUNK_BYTES // max(self.row_bytes, 1))
+                while self.b1 < y0:
+                    k = min(chunk, y0 - self.b1)
+                    self._decode(k)
+                    self.b1 += k
+                self.b0 = self.b1
+                self.rows = self.rows[:0]
+            elif y0 > self.b0:
+                self.rows = self.rows[y0 - self.b0 :]
+                self.b0 = y0
+            if y1 > self.b1:
+                chunk = max(y1 - self.b1, self.CHUNK_BYTES // max(self.row_bytes, 1))
+                k = min(chunk, self.height - self.b1)
+                self.rows = np.concatenate([self.rows, self._decode(k)])
+                self.b1 += k
+            part = self.rows[y0 - self.b0 : y1 - self.b0, x0:x1]
+        if self.n_channels == 1:
+            part = part[..., 0]
+        return _finish(
+            part, self._src_channels, self.mode, self.bit_depth, self.path,
+            gray=self._gray, dtype=self._dtype, divisor=self._divisor,
+        ).array  # fmt: skip
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _png_header(path: str) -> tuple[int, int, int, int] | None:
+    """``(w, h, depth, colour type)`` of a PNG the stream reader can take, else None."""
+    import struct
+
+    with open(path, "rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        head = None
+        while True:
+            raw = fh.read(8)
+            if len(raw) < 8:
+                return head  # truncated: the stream reader says so when it gets there
+            length, kind = struct.unpack(">I4s", raw)
+            if kind == b"IHDR":
+                w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", fh.read(13))
+                fh.seek(4, 1)
+                if interlace or depth not in (8, 16) or ctype not in (0, 2, 6):
+                    return None
+                head = (w, h, depth, ctype)
+                continue
+            if kind in (b"tRNS", b"PLTE"):
+                return None
+            if kind == b"IEND":
+                return head
+            if kind == b"eXIf":
+                return None  # may turn the picture: the readers that apply it
+            fh.seek(length + 4, 1)
+
+
 def _stored_box(
     orientation: int, stored_hw: tuple[int, int], y0: int, y1: int, x0: int, x1: int
 ) -> tuple[slice, slice, Callable[[np.ndarray], np.ndarray]]:
@@ -317,6 +536,11 @@ def open_regions(
             img = Image.open(label)
             try:
                 check_pixels(label, img.width, img.height, limit)
+                if img.format == "PNG":  # no eXIf chunk: nothing turns the picture
+                    header = _png_header(label)
+                    if header is not None:
+                        img.close()
+                        return PngStreamReader(label, header, mode=img.mode, gray=gray, dtype=dtype)
                 if img.format == "PNG":
                     reader = _png_reader(img, label, gray=gray, dtype=dtype)
                     if reader is not None:
