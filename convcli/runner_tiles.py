@@ -37,17 +37,6 @@ if TYPE_CHECKING:
 WHOLE_FACTOR = 2
 
 
-class _HeaderReader:
-    """Shape and channels only (from the file header): for estimating, never for pixels."""
-
-    def __init__(self, shape: tuple[int, int, int], channels: str, path: str) -> None:
-        self.shape, self.channels, self.path = shape, channels, path
-        self.mode, self.bit_depth = channels, 8
-
-    def read_region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        return np.zeros((self.shape[0], y1 - y0, x1 - x0), np.float32)
-
-
 def _header(path: str, gray: bool) -> tuple[tuple[int, int, int], str] | None:
     """``(C, H, W)`` and channel names from the header, without decoding pixels."""
     from PIL import Image
@@ -87,10 +76,20 @@ def _header(path: str, gray: bool) -> tuple[tuple[int, int, int], str] | None:
 
 
 def whole_estimate(pipeline: Pipeline, shape: tuple[int, int, int], channels: str) -> int:
-    """Bytes the whole-image run is estimated to need (arrays only)."""
-    probe = TiledRun(pipeline, _HeaderReader(shape, channels, ""), tile=1 << 30)
-    _, h, w = probe.tiled_shape
-    return probe.tile_bytes((0, h, 0, w)) + probe.band_bytes(h)
+    """Bytes the whole-image run is estimated to need (arrays only), from shapes alone.
+
+    The decoded input, its float copy and the prepared copy; every stage's input
+    and output twice (engine temporaries); the output's pixels. The same rule as
+    :meth:`TiledRun.tile_bytes` over one tile covering the image, without arrays.
+    """
+    from convcli.pipeline import plan
+
+    item = 8 if pipeline.dtype == "float64" else 4
+    result = plan(pipeline, shape, channels)
+    total = 3 * int(np.prod(shape)) * item
+    for r in result.records:
+        total += 2 * (int(np.prod(r.geometry.in_shape)) + int(np.prod(r.geometry.out_shape))) * item
+    return total + int(np.prod(result.out_shape)) * (item + 4)
 
 
 def tiled_reader(pipeline: Pipeline, job: Job, opts: OutputOptions) -> _Reader | None:
@@ -101,8 +100,6 @@ def tiled_reader(pipeline: Pipeline, job: Job, opts: OutputOptions) -> _Reader |
     result at once (a montage, ``--save-stages``, npz, stdout) keep the
     whole-image path; with a forced tile they are refused.
     """
-    from convcli.imageio.regions import open_regions
-
     if job.source == "-":
         return None
     whole_only = []
@@ -128,6 +125,8 @@ def tiled_reader(pipeline: Pipeline, job: Job, opts: OutputOptions) -> _Reader |
         raise ParameterError(
             f"--tile computes the image in tiles; {', '.join(whole_only)} needs the whole result"
         )
+    from convcli.imageio.regions import open_regions
+
     return open_regions(
         job.source, gray=pipeline.gray, dtype=pipeline.dtype, max_pixels=opts.max_pixels
     )
