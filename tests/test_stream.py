@@ -172,3 +172,18 @@ def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="exists"):
         write_tiled(t, out=tmp_path, stem="in", name="s", layout="bank:2", labels=("a", "b"))
     assert (tmp_path / "in.s.a.png").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_whole_image_integer_tiff(tmp_path: Path, bit_depth: int) -> None:
+    maps = (RNG.standard_normal((3, 9, 11)) * 3).astype(np.float32)
+    res = write_feature_maps(
+        maps, out=tmp_path, stem="x", name="k", fmt="tiff", bit_depth=bit_depth, range_mode="offset"
+    )
+    want, mapping = to_pixels(maps, range_mode="offset", bit_depth=bit_depth)
+    got = tifffile.imread(res.paths[0])
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(np.moveaxis(got, -1, 0), want)
+    assert res.mapping == mapping
+    back = load_image(res.paths[0], dtype=np.float64)  # read exactly, not at 8 bits
+    np.testing.assert_array_equal(np.rint(back.array * (2**bit_depth - 1)), want)

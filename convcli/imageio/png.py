@@ -303,7 +303,7 @@ class PngWriter:
         np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
         self._prev = rows[-1].copy()
         self.rows_written += h
-        self._idat(memoryview(raw.reshape(-1)), last=self.rows_written == self.height)
+        self._idat(raw.reshape(-1).data, last=self.rows_written == self.height)
 
     def _idat(self, data: memoryview, *, last: bool) -> None:
         from convcli.ops import parallel

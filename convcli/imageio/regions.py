@@ -493,7 +493,7 @@ def open_regions(
     gray: bool = False,
     dtype: Any = np.float32,
     max_pixels: int | str | None = DEFAULT,
-) -> NativeReader | PillowReader:
+) -> _Reader:
     """A region reader for an image file (see the module docstring).
 
     Raises :class:`~convcli.errors.ImageError` (one line naming the file) for a
