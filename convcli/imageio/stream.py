@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,7 +289,7 @@ class _TiffOut:
         self.thread = threading.Thread(target=self._write, args=(fh,), daemon=True)
         self.thread.start()
 
-    def _tiles(self) -> Iterator[np.ndarray]:
+    def _tiles(self) -> Iterator[bytes]:
         buf = np.empty((TIFF_TILE, self.w, self.c), self.dtype)
         have = 0
         while True:
@@ -310,10 +311,24 @@ class _TiffOut:
         if have:
             yield from self._row_tiles(buf, have)
 
-    def _row_tiles(self, buf: np.ndarray, rows: int) -> Iterator[np.ndarray]:
-        for x in range(0, self.w, TIFF_TILE):
-            tile = buf[:rows, x : x + TIFF_TILE]
-            yield tile if self.c > 1 else tile[..., 0]
+    def _row_tiles(self, buf: np.ndarray, rows: int) -> Iterator[bytes]:
+        """One row of tiles, each zero-padded to full size and deflated, on the core's threads.
+
+        zlib level 1 with the run-length strategy (as the png writer): several
+        times faster than tifffile's own per-tile compression, and any TIFF
+        reader inflates it.
+        """
+        from convcli.ops import parallel
+
+        def deflate(x: int) -> bytes:
+            tile = np.zeros((TIFF_TILE, TIFF_TILE, self.c), self.dtype.newbyteorder("<"))
+            part = buf[:rows, x : x + TIFF_TILE]
+            tile[: part.shape[0], : part.shape[1]] = part
+            co = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+            return co.compress(tile.data) + co.flush()
+
+        starts = list(range(0, self.w, TIFF_TILE))
+        yield from parallel.run_tasks(deflate, starts, values=rows * self.w * self.c)
 
     def _write(self, fh: str) -> None:
         import tifffile
@@ -324,13 +339,12 @@ class _TiffOut:
         if c == 3:
             extra = []
         try:
-            with tifffile.TiffWriter(fh, bigtiff=True) as tw:
+            with tifffile.TiffWriter(fh, bigtiff=True, byteorder="<") as tw:
                 tw.write(
                     self._tiles(), shape=(self.h, self.w, c) if c > 1 else (self.h, self.w),
                     dtype=self.dtype, tile=(TIFF_TILE, TIFF_TILE), photometric=photometric,
                     planarconfig="contig" if c > 1 else None, extrasamples=extra or None,
-                    compression="zlib", compressionargs={"level": 1}, software="convcli",
-                    metadata=None,
+                    compression="zlib", software="convcli", metadata=None,
                 )  # fmt: skip
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.error = exc
