@@ -189,6 +189,9 @@ def run_case(name: str, case: dict[str, Any], tmp: Path, args: argparse.Namespac
     vips = shutil.which("vips")
     if vips:
         contenders.append(("vips", [vips, *case["vips"](src, dst)], None))
+    if args.contenders:
+        wanted = set(args.contenders.split(","))
+        contenders = [c for c in contenders if c[0] in wanted]
     repeats = args.repeats if name == "e2e-2048" else 1
     results: dict[str, dict[str, Any]] = {
         c[0]: {"wall": [], "rss": [], "error": ""} for c in contenders
@@ -241,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="rounds of the 2048² case (default 5)")
     p.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()) / "convcli-bench-big")
     p.add_argument("--json", type=Path, help="save the results as JSON")
+    p.add_argument(
+        "--contenders", help="run only these, comma-separated (convcli-before, convcli, vips)"
+    )
     args = p.parse_args(argv)
     args.tmp.mkdir(parents=True, exist_ok=True)
     if not shutil.which("vips"):
