@@ -100,8 +100,8 @@ def tiled_reader(pipeline: Pipeline, job: Job, opts: OutputOptions) -> _Reader |
     result at once (a montage, ``--save-stages``, npz, stdout) keep the
     whole-image path; with a forced tile they are refused.
     """
-    if job.source == "-":
-        return None
+    if job.source == "-" or not os.path.isfile(job.source):
+        return None  # stdin, a pipe, a folder, nothing: the whole-image path says what is wrong
     whole_only = []
     if opts.montage:
         whole_only.append("--montage")
