@@ -26,7 +26,7 @@ def cluster() -> Iterator[object]:
 
     with LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: None means 8787, which another run may hold
     ) as c:  # fmt: skip
         yield c
 
