@@ -445,7 +445,7 @@ def case_rss(ctx: Ctx) -> Case:
             Contender("convcli", convcli_, convcli=True),
             Contender("vips", vips, note="vips conv, streams; for scale"),
         ],
-        target=Target(limit=2 * GiB, text="<= 2 GiB"),
+        target=Target(limit=0.5 * GiB, text="<= 0.5 GiB"),
         metric="rss",
     )
 

@@ -138,6 +138,18 @@ def _quality(text: object) -> int:
     return value
 
 
+def _bytes(text: object) -> int:
+    from convcli.pipeline.tiles import parse_bytes
+
+    return parse_bytes(str(text))
+
+
+def _max_pixels(text: object) -> int | None:
+    from convcli.imageio.limits import resolve_max_pixels
+
+    return resolve_max_pixels(str(text))
+
+
 def _bit_depth(text: object) -> int:
     from convcli.errors import ParameterError
 
@@ -420,7 +432,7 @@ class OutputArgs:
 
     out: str = "convcli-out"
     fmt: Format | None = None
-    bit_depth: int = 8
+    bit_depth: int | None = None
     range_mode: str = "auto"
     range_scope: RangeScope = RangeScope.file
     cmap: Colormap | None = None
@@ -442,6 +454,9 @@ class OutputArgs:
     manifest: Path | None = None
     executor: Executor = Executor.local
     scheduler: str | None = None
+    tile: int | None = None
+    memory_budget: int | None = None
+    max_pixels: int | None = None  # None: no limit (--max-pixels none)
     given: frozenset[str] = frozenset()
 
 
@@ -478,16 +493,17 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     ),
     "bit_depth": (
         Annotated[
-            int,
+            Any,
             typer.Option(
                 "--bit-depth",
-                show_default=False,
                 parser=_parser(_bit_depth),
                 metavar="8|16",
-                help="png bits per sample [default: 8].",
+                show_default=False,
+                help="Bits per sample: png [default: 8]; tiff gets 8/16-bit integer samples"
+                " (mapped as pictures are) instead of float32.",
             ),
         ],
-        8,
+        None,
     ),
     "range_mode": (
         Annotated[
@@ -700,6 +716,49 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
             ),
         ],
         None,
+    ),
+    "tile": (
+        Annotated[
+            Any,
+            typer.Option(
+                "--tile",
+                parser=positive_parser("--tile"),
+                metavar="N",
+                show_default=False,
+                help="Compute in tiles of N×N output pixels [default: only images too large"
+                " for the memory budget, in full-width bands sized to it].",
+            ),
+        ],
+        None,
+    ),
+    "memory_budget": (
+        Annotated[
+            Any,
+            typer.Option(
+                "--memory-budget",
+                parser=_parser(_bytes),
+                metavar="SIZE",
+                show_default=False,
+                help="Working memory a tiled run aims for, e.g. 512M or 2G [default: 256M or"
+                " $CONVCLI_MEMORY_BUDGET]; an image whose whole run needs over twice this runs"
+                " in tiles.",
+            ),
+        ],
+        None,
+    ),
+    "max_pixels": (
+        Annotated[
+            Any,
+            typer.Option(
+                "--max-pixels",
+                parser=_parser(_max_pixels),
+                metavar="N|none",
+                show_default=False,
+                help="Refuse input images with more pixels (a decompression-bomb guard)"
+                " [default: 89,478,485]; none lifts it.",
+            ),
+        ],
+        "default",
     ),
 }
 

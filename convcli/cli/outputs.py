@@ -41,7 +41,7 @@ def run_command(
     from convcli.imageio.write import check_picture_options
 
     check_picture_options(
-        fmt.value if fmt not in (None, Format.keep) else "png", bit_depth=o.bit_depth,
+        fmt.value if fmt not in (None, Format.keep) else "png", bit_depth=o.bit_depth or 8,
         range_mode=o.range_mode, range_scope=o.range_scope.value,
         cmap=o.cmap.value if o.cmap else None, threshold=o.threshold, quality=o.quality,
         compression=o.compression.value,
@@ -52,7 +52,8 @@ def run_command(
         cmap=o.cmap.value if o.cmap else None, threshold=o.threshold, quality=o.quality,
         compression=o.compression.value, colorbar=o.colorbar, montage=o.montage,
         force=o.force, skip_existing=o.skip_existing, dry_run=o.dry_run,
-        save_stages=save_stages,
+        save_stages=save_stages, tile=o.tile, memory_budget=o.memory_budget,
+        max_pixels=o.max_pixels,
     )  # fmt: skip
     batch = BatchOptions(
         recursive=o.recursive, include=o.include, exclude=o.exclude, workers=o.workers,
@@ -139,9 +140,12 @@ def _consoles(stdout_is_data: bool) -> tuple[Console, Console]:
 
 
 def _run_single(plan: RunPlan, o: OutputArgs) -> int:
+    from convcli.cli.tile_progress import TileProgressBar
     from convcli.run.execute import execute
 
-    summary = execute(plan)
+    _, err = _consoles(o.out == "-")
+    with TileProgressBar(plan.jobs[0].source, console=err, enabled=not o.quiet) as bar:
+        summary = execute(plan, on_progress=bar)
     outcome = summary.outcomes[0]
     con, _ = _consoles(o.out == "-")
     if outcome.status == "failed":

@@ -245,7 +245,7 @@ def report(
     parts.append(ByWidth(totals_line(result), totals_line(result, lines=2)))
     for w in warnings_of(result, write):
         parts.append(Text.assemble(("warning: ", "bold yellow"), w))
-    if show_stats and result.maps is not None:
+    if show_stats and (result.maps is not None or result.stats is not None):
         parts.append(stats_table(result))
     if write is not None:
         if write.mapping is not None:

@@ -104,6 +104,25 @@ def to_pixels(
     if fast is not None:
         return fast
     tone = decide(x, spec, hint=hint)
+    pixels, clipped = apply_tone(x, tone, bit_depth=bit_depth)
+    return pixels, with_counts(tone, clipped / n, levels_used(pixels, full))
+
+
+def apply_tone(x: np.ndarray, tone: ToneMap, *, bit_depth: int = 8) -> tuple[np.ndarray, int]:
+    """The pixels of ``x`` under a mapping already decided, and how many values clipped.
+
+    What :func:`to_pixels` does once it has decided; a tiled run maps its bands
+    one by one with the mapping of the whole output.
+
+    >>> from convcli.imageio.tone import decide
+    >>> apply_tone(np.array([-1.0, 0.0, 3.0]), decide(np.array([-1.0, 1.0]), "minmax"))[0]
+    array([  0, 128, 255], dtype=uint8)
+    """
+    full = 255 if bit_depth == 8 else 65535
+    out_dtype = np.uint8 if bit_depth == 8 else np.uint16
+    x = np.asarray(x)
+    work = np.result_type(x.dtype, np.float32)
+    x = x.astype(work, copy=False)
     lo, hi = tone.lo, tone.hi
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         src = np.abs(x) if tone.kind == "abs" else x
@@ -117,7 +136,26 @@ def to_pixels(
         clipped = int(np.count_nonzero((t < -0.5) | (t > full + 0.5) | nan))
         v = np.where(nan, 0.0, np.clip(v, 0.0, 1.0))
         pixels = np.floor(v * full + 0.5).astype(out_dtype)
-    return pixels, with_counts(tone, clipped / n, levels_used(pixels, full))
+    return pixels, clipped
+
+
+def linear_pixels(
+    seg: np.ndarray, tone: ToneMap, *, full: int, out: np.ndarray, count: bool = True
+) -> int:
+    """``floor(clip((x - lo) / (hi - lo) * full + 0.5))`` of finite ``seg`` into ``out``
+    (``|x|`` for ``abs``), as one multiply-add per value; returns how many values lie
+    more than half a level outside the range (``count``). Needs ``hi > lo``."""
+    work = seg.dtype.type
+    t = np.abs(seg) if tone.kind == "abs" else seg.copy()
+    t -= work(tone.lo)
+    t *= work(full / (tone.hi - tone.lo))
+    t += work(0.5)
+    clipped = 0
+    if count:
+        clipped = int(np.count_nonzero(t < 0.0)) + int(np.count_nonzero(t > full + 1.0))
+    np.clip(t, 0.5, full + 0.5, out=t)
+    np.copyto(out, t, casting="unsafe")  # truncation = floor (t > 0)
+    return clipped
 
 
 #: Values per task of the threaded fast path.
@@ -163,26 +201,14 @@ def _fast_pixels(
     span = hi - lo
     if not span > 0:
         return None
-    # t = v * full + 0.5 with v = (x - lo) / span
-    scale = full / span
-    work = flat.dtype.type
     pixels: np.ndarray = np.empty(n, dtype=out_dtype)
     use_abs = tone.kind == "abs"
     # clipping can happen only where the range does not hold every value
     counting = lo > (ext.amin if use_abs else vmin) or hi < (ext.amax if use_abs else vmax)
 
     def convert(chunk: tuple[int, int]) -> int:
-        seg = flat[chunk[0] : chunk[1]]
-        t = np.abs(seg) if use_abs else seg.copy()
-        t -= work(lo)
-        t *= work(scale)
-        t += work(0.5)
-        clipped = 0
-        if counting:  # more than half a level outside the range
-            clipped = int(np.count_nonzero(t < 0.0)) + int(np.count_nonzero(t > full + 1.0))
-        np.clip(t, 0.5, full + 0.5, out=t)
-        np.copyto(pixels[chunk[0] : chunk[1]], t, casting="unsafe")  # truncation = floor (t > 0)
-        return clipped
+        out = pixels[chunk[0] : chunk[1]]
+        return linear_pixels(flat[chunk[0] : chunk[1]], tone, full=full, out=out, count=counting)
 
     clipped = sum(parallel.run_tasks(convert, bounds, values=n))
     shaped = pixels.reshape(x.shape)

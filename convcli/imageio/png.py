@@ -236,3 +236,104 @@ def _unfilter(scan: np.ndarray, bpp: int) -> np.ndarray:
         pred = np.select([kk == 1, kk == 2, kk == 3, kk == 4], [a, b, (a + b) >> 1, paeth], 0)
         dec[ys + 1, xs + 1] = (r[ys, xs] + pred) & 0xFF
     return dec[1:, 1:].astype(np.uint8).reshape(h, n)
+
+
+class PngWriter:
+    """A PNG written band by band: ``write_rows`` as rows are ready, then ``close``.
+
+    The same encoding as :func:`write_png` (Up filter, zlib level 1 run-length),
+    as one zlib stream across every band: each band is deflated in chunks on
+    the numeric core's threads, ends on a byte boundary (``Z_SYNC_FLUSH``) and
+    goes out as one IDAT chunk; the Adler-32 checksum runs along. Only one band
+    and the last row of the one before are held.
+
+    >>> import io
+    >>> from PIL import Image
+    >>> px = np.arange(2 * 5 * 3, dtype=np.uint8).reshape(2, 5, 3)
+    >>> buf = io.BytesIO()
+    >>> w = PngWriter(buf, width=3, height=5, channels=2)
+    >>> w.write_rows(px[:, :2]); w.write_rows(px[:, 2:]); w.close()
+    >>> im = Image.open(io.BytesIO(buf.getvalue()))
+    >>> im.mode, np.array_equal(np.moveaxis(np.asarray(im), -1, 0), px)
+    ('LA', True)
+    """
+
+    def __init__(
+        self, fh: BinaryIO, *, width: int, height: int, channels: int, bit_depth: int = 8
+    ) -> None:
+        if channels not in _PNG_COLOR_TYPE:
+            raise ParameterError(f"a png holds 1 to 4 channels, got {channels}")
+        if width < 1 or height < 1:
+            raise ParameterError(f"cannot write an empty image ({height}x{width}) as png")
+        if bit_depth not in (8, 16):
+            raise ParameterError(f"bit depth must be 8 or 16, not {bit_depth!r}")
+        self.fh = fh
+        self.width, self.height, self.channels = width, height, channels
+        self.bit_depth = bit_depth
+        self.rows_written = 0
+        self._dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype(">u2")
+        self._prev: np.ndarray | None = None
+        self._adler = 1
+        self._started = False
+        ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, _PNG_COLOR_TYPE[channels], 0, 0, 0)
+        fh.write(_PNG_SIGNATURE)
+        fh.write(_png_chunk(b"IHDR", ihdr))
+
+    def write_rows(self, pixels: np.ndarray) -> None:
+        """Append ``(C, h, W)`` (or ``(h, W)``) rows of 8/16-bit samples."""
+        px = np.asarray(pixels)
+        if px.ndim == 2:
+            px = px[None]
+        c, h, w = px.shape
+        if c != self.channels or w != self.width:
+            raise ParameterError(f"rows of shape {px.shape} do not fit a {self.width}-wide png")
+        if self.rows_written + h > self.height:
+            raise ParameterError(f"more than {self.height} rows written to the png")
+        if h == 0:
+            return
+        hwc = np.empty((h, w, c), dtype=self._dtype)
+        np.copyto(hwc, np.moveaxis(px, 0, -1), casting="unsafe")
+        rows = hwc.view(np.uint8).reshape(h, -1)
+        raw = np.empty((h, 1 + rows.shape[1]), dtype=np.uint8)
+        raw[:, 0] = 2  # Up
+        if self._prev is None:
+            raw[0, 1:] = rows[0]
+        else:
+            np.subtract(rows[0], self._prev, out=raw[0, 1:])
+        np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+        self._prev = rows[-1].copy()
+        self.rows_written += h
+        self._idat(raw.reshape(-1).data, last=self.rows_written == self.height)
+
+    def _idat(self, data: memoryview, *, last: bool) -> None:
+        from convcli import parallel
+
+        n = len(data)
+        k = max(1, min(parallel.num_threads() * 2, -(-n // DEFLATE_CHUNK)))
+        edges = [n * i // k for i in range(k + 1)]
+
+        def part(i: int) -> bytes:
+            co = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+            body = co.compress(data[edges[i] : edges[i + 1]])
+            return body + co.flush(zlib.Z_FINISH if last and i == k - 1 else zlib.Z_SYNC_FLUSH)
+
+        parts = parallel.run_tasks(part, list(range(k)), values=n if k > 1 else 0)
+        if not self._started:
+            parts.insert(0, b"\x78\x01")  # the zlib header, once
+            self._started = True
+        self._adler = zlib.adler32(data, self._adler)
+        if last:
+            parts.append(struct.pack(">I", self._adler & 0xFFFFFFFF))
+        size = sum(len(p) for p in parts)
+        crc = zlib.crc32(b"IDAT")
+        self.fh.write(struct.pack(">I", size) + b"IDAT")
+        for p in parts:
+            self.fh.write(p)
+            crc = zlib.crc32(p, crc)
+        self.fh.write(struct.pack(">I", crc & 0xFFFFFFFF))
+
+    def close(self) -> None:
+        """End the file; every row must have been written."""
+        if self.rows_written != self.height:
+            raise ParameterError(f"png has {self.rows_written} of its {self.height} rows")
+        self.fh.write(_png_chunk(b"IEND", b""))

@@ -8,6 +8,7 @@ import struct
 import sys
 import warnings
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -17,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from convcli.errors import ImageError, ParameterError
 from convcli.imageio._common import CHANNELS, one_line
+from convcli.imageio.limits import check_pixels, pillow_limit, resolve_max_pixels
 from convcli.imageio.png import decode_png16
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
@@ -99,6 +101,7 @@ def load_image(
     gray: bool = False,
     dtype: Any = np.float32,
     name: str | None = None,
+    max_pixels: int | str | None = "default",
 ) -> ImageData:
     """Read an image into an :class:`ImageData` (channels-first float array + facts).
 
@@ -125,6 +128,9 @@ def load_image(
     name : str, optional
         The name to use in messages and :attr:`ImageData.path` (default: the
         path, the file object's ``name``, or ``"-"``).
+    max_pixels : int, "default" or None
+        The decompression-bomb guard: refuse images with more pixels
+        (default: ``PIL.Image.MAX_IMAGE_PIXELS``; None: no limit).
 
     Returns
     -------
@@ -152,6 +158,7 @@ def load_image(
     0.502
     """
     out_dtype = _float_dtype(dtype)
+    limit = resolve_max_pixels(max_pixels)
     label, data = _open_source(source, name)
     try:
         with warnings.catch_warnings():
@@ -160,16 +167,17 @@ def load_image(
             # warning is the exception: it must stop the read.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if data is not None:
-                img = Image.open(io.BytesIO(data))
-            else:
-                img = Image.open(label)
+            with pillow_limit(limit) if limit != Image.MAX_IMAGE_PIXELS else nullcontext():
+                img = Image.open(io.BytesIO(data) if data is not None else label)
             with img:
-                return _decode(img, label, data, gray=gray, dtype=out_dtype)
+                return _decode(img, label, data, gray=gray, dtype=out_dtype, limit=limit)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        problem = f"too many pixels, refusing to decode ({one_line(exc)})"
+        problem = (
+            f"too many pixels, refusing to decode ({one_line(exc)}; raise the limit with"
+            " --max-pixels N or lift it with --max-pixels none)"
+        )
         raise ImageError(f"{label}: {problem}") from exc
     except FileNotFoundError as exc:
         raise ImageError(f"{label}: no such file") from exc
@@ -178,6 +186,9 @@ def load_image(
     except PermissionError as exc:
         raise ImageError(f"{label}: permission denied") from exc
     except UnidentifiedImageError as exc:
+        fallback = _tiff_fallback(label, data, gray=gray, dtype=out_dtype, limit=limit)
+        if fallback is not None:  # a TIFF Pillow cannot open (float RGB, 16-bit grey+alpha)
+            return fallback
         raise ImageError(
             f"{label}: not an image Pillow can read (cannot identify image file)"
         ) from exc
@@ -186,6 +197,27 @@ def load_image(
         if "truncated" in text.lower() or isinstance(exc, EOFError):
             raise ImageError(f"{label}: truncated image ({text})") from exc
         raise ImageError(f"{label}: broken image data ({text})") from exc
+
+
+def _tiff_fallback(
+    label: str, data: bytes | None, *, gray: bool, dtype: np.dtype, limit: int | None
+) -> ImageData | None:
+    """The whole image through the tifffile region reader, for a TIFF file Pillow refuses."""
+    if data is not None:
+        return None
+    from convcli.imageio.regions import open_regions
+
+    try:
+        with open(label, "rb") as fh:
+            head = fh.read(4)
+        if head not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return None
+        with open_regions(label, gray=gray, dtype=dtype, max_pixels=limit) as reader:
+            _, h, w = reader.shape
+            arr = reader.read_region(0, h, 0, w)
+            return ImageData(arr, reader.channels, reader.mode, reader.bit_depth, label)
+    except (ImageError, OSError, ValueError):
+        return None
 
 
 def _float_dtype(dtype: Any) -> np.dtype:
@@ -232,19 +264,31 @@ def _open_source(source: str | Path | BinaryIO, name: str | None) -> tuple[str, 
 
 
 def _decode(
-    img: Image.Image, label: str, data: bytes | None, *, gray: bool, dtype: np.dtype
+    img: Image.Image,
+    label: str,
+    data: bytes | None,
+    *,
+    gray: bool,
+    dtype: np.dtype,
+    limit: int | None = None,
 ) -> ImageData:
     src_mode = img.mode
     fmt = img.format
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and img.width * img.height > limit:
-        # Also checked here, not only through Pillow's warning, whose filter is
-        # process-wide state that another thread may be changing.
-        raise ImageError(
-            f"{label}: too many pixels, refusing to decode ({img.width}x{img.height} = "
-            f"{img.width * img.height} pixels > PIL.Image.MAX_IMAGE_PIXELS = {limit})"
-        )
+    # Also checked here, not only through Pillow's warning, whose filter is
+    # process-wide state that another thread may be changing.
+    check_pixels(label, img.width, img.height, limit)
     rawmode = _tile_rawmode(img)
+    if fmt == "TIFF" and rawmode.startswith(("RGB;16", "RGBA;16")):
+        # Pillow reads 16-bit colour TIFF at 8 bits: tifffile reads the samples exactly
+        from convcli.imageio.regions import tiff_array
+
+        got = tiff_array(io.BytesIO(data) if data is not None else label)
+        if got is not None:
+            arr, channels = got
+            arr = _orient_array(img, arr)
+            return _finish(
+                arr, channels, src_mode, 16, label, gray=gray, dtype=dtype, divisor=65535
+            )
     float_pages = _float_tiff_pages(img)
     img.load()  # full decode here, so truncation is an error of the read
     png16 = fmt == "PNG" and rawmode in ("RGB;16B", "RGBA;16B", "LA;16B")

@@ -278,7 +278,7 @@ def write_feature_maps(
     labels: Sequence[str] = (),
     file: Path | str | None = None,
     range_mode: str | RangeSpec = "auto",
-    bit_depth: int = 8,
+    bit_depth: int | None = None,
     montage: bool = False,
     force: bool = False,
     inputs: Sequence[Path | str] = (),
@@ -329,7 +329,9 @@ def write_feature_maps(
         result is one file. ``"-"``: stdout.
     range_mode, bit_depth
         Picture mapping (:func:`to_pixels`: ``auto``, ``clip``, ``minmax``,
-        ``abs``, ``offset``, ``LO,HI``, ``pLO,pHI``); bit_depth 8 or 16 (png only).
+        ``abs``, ``offset``, ``LO,HI``, ``pLO,pHI``); bit_depth 8 or 16 (png: 8 when
+        None). A tiff is float32 unless ``bit_depth`` is given: then 8/16-bit integer
+        samples, mapped as pictures are.
     montage : bool
         Also write ``<stem>.<name>.montage.png``: a grid of labelled tiles, one
         per map, mapped by the same rule as the files (with ``file``:
@@ -401,7 +403,7 @@ def write_feature_maps(
         labels=labels,
     )
     spec, cmap, thr = check_picture_options(
-        fmt, bit_depth=bit_depth, range_mode=range_mode, range_scope=range_scope, cmap=cmap,
+        fmt, bit_depth=bit_depth or 8, range_mode=range_mode, range_scope=range_scope, cmap=cmap,
         threshold=threshold, quality=quality, compression=compression,
     )  # fmt: skip
     planned = [p.path for p in pictures] + ([montage_path] if montage_path else [])
@@ -410,9 +412,10 @@ def write_feature_maps(
         return WriteResult(paths=[], mapping=None, planned=planned)
     rendered: list[tuple[np.ndarray, ToneMap]] = []
     notes: list[str] = []
-    if Format(fmt).is_picture:
+    integer_tiff = fmt == "tiff" and bit_depth is not None
+    if Format(fmt).is_picture or integer_tiff:
         rendered = _render(
-            arr, pictures, spec=spec, hint=hint, scope=range_scope, bit_depth=bit_depth,
+            arr, pictures, spec=spec, hint=hint, scope=range_scope, bit_depth=bit_depth or 8,
             threshold=thr, cmap=cmap,
         )  # fmt: skip
         if cmap and any(p.stop - p.start > 1 for p in pictures):
@@ -426,9 +429,11 @@ def write_feature_maps(
     encoders: list[tuple[Path, Callable[[BinaryIO], None]]] = []
     for i, pic in enumerate(pictures):
         if fmt == "png":
-            encoders.append((pic.path, _png_encoder(rendered[i][0], bit_depth)))
+            encoders.append((pic.path, _png_encoder(rendered[i][0], bit_depth or 8)))
         elif fmt in ("jpeg", "webp"):
             encoders.append((pic.path, _pillow_encoder(rendered[i][0], fmt, quality)))
+        elif fmt == "tiff" and bit_depth is not None:
+            encoders.append((pic.path, _tiff_int_encoder(rendered[i][0])))
         elif fmt == "tiff":
             encoders.append((pic.path, _tiff_encoder(arr[pic.start : pic.stop], compression)))
         elif fmt == "npy":
@@ -640,6 +645,23 @@ def _tiff_encoder(maps: np.ndarray, compression: str = "none") -> Callable[[Bina
             pages[0].save(
                 fh, format="TIFF", save_all=True, append_images=pages[1:], compression=how
             )
+
+    return encode
+
+
+def _tiff_int_encoder(pixels: np.ndarray) -> Callable[[BinaryIO], None]:
+    def encode(fh: BinaryIO) -> None:
+        import tifffile
+
+        c = pixels.shape[0]
+        extra = {2: ["unassalpha"], 4: ["unassalpha"], 3: []}.get(c, ["unspecified"] * (c - 1))
+        buf = io.BytesIO()
+        tifffile.imwrite(
+            buf, np.moveaxis(pixels, 0, -1) if c > 1 else pixels[0],
+            photometric="rgb" if c in (3, 4) else "minisblack", extrasamples=extra or None,
+            planarconfig="contig" if c > 1 else None, compression="zlib", metadata=None,
+        )  # fmt: skip
+        fh.write(buf.getvalue())
 
     return encode
 

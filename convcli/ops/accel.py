@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from convcli import parallel
-from convcli.ops.opencv import cv2_module
+from convcli.opencv import cv2_module
 from convcli.ops.padding import PAD_MODE_NAMES, pad2d
 from convcli.shapes import StageGeometry
 

@@ -252,7 +252,8 @@ def _run_engine(
     pad_mode: str,
     fill: float,
 ) -> np.ndarray:
-    from convcli.ops import accel, opencv
+    from convcli import opencv
+    from convcli.ops import accel
 
     _, ho, wo = geom.out_shape
     if method == "opencv" and not opencv.available():

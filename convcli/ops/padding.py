@@ -94,7 +94,7 @@ def _pad_opencv(
     smaller than its axis (where OpenCV and numpy agree exactly); else None.
     """
     from convcli import parallel
-    from convcli.ops.opencv import cv2_module
+    from convcli.opencv import cv2_module
 
     cv2 = cv2_module()
     top, bottom, left, right = pad

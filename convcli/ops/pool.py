@@ -9,8 +9,8 @@ import numpy as np
 
 from convcli import parallel
 from convcli.errors import ParameterError, ShapeError
+from convcli.opencv import cv2_module
 from convcli.ops.conv import result_dtype
-from convcli.ops.opencv import cv2_module
 from convcli.shapes import PaddingSpec, StageGeometry, pool_geometry
 from convcli.vocab import PoolOp
 

@@ -244,6 +244,8 @@ class Result:
     layout: Layout  # how the maps group into pictures (see imageio.write_feature_maps)
     labels: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
+    #: (min, max, mean) per map when the maps were streamed to files, not kept (tiled runs)
+    stats: list[tuple[float, float, float]] | None = None
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -252,7 +254,7 @@ class Result:
     def map_stats(self) -> list[tuple[float, float, float]]:
         """(min, max, mean) of every output map."""
         if self.maps is None:
-            return []
+            return list(self.stats or [])
         flat = self.maps.reshape(self.maps.shape[0], -1)
         return [(float(m.min()), float(m.max()), float(m.mean(dtype=np.float64))) for m in flat]
 
@@ -452,7 +454,7 @@ def _prepare_alpha(image: ImageData, pipeline: Pipeline) -> tuple[np.ndarray, st
     return premul[:-1], channels[:-1], False
 
 
-def _unpremultiply(y: np.ndarray, n_channels: int) -> np.ndarray:
+def unpremultiply(y: np.ndarray, n_channels: int) -> np.ndarray:
     """Divide colour by the filtered alpha, per kernel of a bank, where alpha > 0."""
     groups = y.reshape(-1, n_channels, *y.shape[1:])
     alpha = groups[:, -1:]
@@ -484,7 +486,7 @@ def run(pipeline: Pipeline, image: ImageData, *, keep_stages: bool = False) -> R
         else:
             y = pool2d(x, stage.op, dtype=dtype, geometry=record.geometry, **record.options)
         if premultiplied and record.index == 1:
-            y = _unpremultiply(y, len(channels))
+            y = unpremultiply(y, len(channels))
         record.seconds = time.perf_counter() - t0
         if keep_stages:
             record.maps = y

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from convcli.errors import ExitCode, ParameterError
 from convcli.pipeline import Pipeline
@@ -71,7 +72,7 @@ def plan_run(
     from convcli.run.batch import find_inputs, make_jobs
 
     pipeline.validate()
-    if out.bit_depth not in (8, 16):
+    if out.bit_depth not in (None, 8, 16):
         raise ParameterError(f"--bit-depth must be 8 or 16, got {out.bit_depth}")
     if list(inputs).count("-") > 1:
         raise ParameterError("stdin (-) can be read only once")
@@ -92,8 +93,17 @@ def plan_run(
     return RunPlan(pipeline, jobs, out, batch)
 
 
-def execute(run: RunPlan, on_outcome: Callable[[Outcome], None] | None = None) -> RunSummary:
-    """Run every job; write the manifest; return the outcomes in input order."""
+def execute(
+    run: RunPlan,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    *,
+    on_progress: Callable[[Any], None] | None = None,
+) -> RunSummary:
+    """Run every job; write the manifest; return the outcomes in input order.
+
+    ``on_progress`` hears of every tile of a single input run in tiles (and with
+    ``--executor dask`` its tiles run on the cluster).
+    """
     from convcli.run.batch import run_batch
     from convcli.run.jobs import process_one
     from convcli.run.records import write_manifest
@@ -101,7 +111,11 @@ def execute(run: RunPlan, on_outcome: Callable[[Outcome], None] | None = None) -
     emit = on_outcome or (lambda o: None)
     t0 = time.perf_counter()
     if run.single:
-        outcome = process_one(run.pipeline, run.jobs[0], replace(run.out, keep_result=True))
+        dask = run.batch.scheduler if run.batch.executor is Executor.dask else None
+        outcome = process_one(
+            run.pipeline, run.jobs[0], replace(run.out, keep_result=True),
+            on_progress=on_progress, scheduler=dask,
+        )  # fmt: skip
         emit(outcome)
         outcomes = [outcome]
     else:

@@ -25,7 +25,7 @@ class OutputOptions:
 
     out: str = "convcli-out"  # a folder, a file name (one input, one output) or "-" (stdout)
     fmt: str | None = None  # None: from the -o file's extension, else png; "keep": the input's
-    bit_depth: int = 8
+    bit_depth: int | None = None  # png: 8 when None; tiff: float32 when None
     range_mode: str = "auto"  # auto, clip, minmax, abs, offset, LO,HI or pLO,pHI
     range_scope: str = "file"  # one mapping per file, or "input": one for all files of an input
     cmap: str | None = None  # colour map of one-channel pictures
@@ -39,6 +39,11 @@ class OutputOptions:
     dry_run: bool = False
     keep_result: bool = False  # keep arrays in the outcome (single in-process runs: preview)
     save_stages: bool = False  # also write every stage's maps (convcli run --save-stages)
+    tile: int | None = (
+        None  # force a tiled run with tiles of this size (see convcli.pipeline.tiles)
+    )
+    memory_budget: int | None = None  # bytes a tiled run aims for (None: the default)
+    max_pixels: int | str | None = "default"  # decompression-bomb guard; None lifts it
     #: Other inputs of the batch that an output could be named like (never overwritten).
     protect: tuple[str, ...] = ()
 
@@ -72,8 +77,21 @@ def make_job(source: str, out: str, *, root: str | None = None, single: bool = F
     return Job(source, stem, str(out_dir))
 
 
-def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
-    """Read, run and write one input; every failure becomes an ``Outcome`` with an error."""
+def process_one(
+    pipeline: Pipeline,
+    job: Job,
+    opts: OutputOptions,
+    *,
+    on_progress: Any = None,
+    scheduler: str | None = None,
+) -> Outcome:
+    """Read, run and write one input; every failure becomes an ``Outcome`` with an error.
+
+    An image too large for the memory budget (or any image, with ``opts.tile``)
+    runs in tiles and streams its output (:mod:`convcli.run.tiles`);
+    ``on_progress`` then hears of every tile, and with ``scheduler`` the tiles
+    run on that Dask cluster.
+    """
     from convcli import imageio
     from convcli.run.records import pipeline_parameters, result_json
 
@@ -85,7 +103,17 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         found = _existing_outputs(pipeline, job, name, fmt, opts) if resume else None
         if found is not None and found[0]:
             return Outcome(job.source, "skipped", found[0], seconds=time.perf_counter() - t0)
-        image = imageio.load_image(job.source, gray=pipeline.gray, dtype=pipeline.dtype)
+        from convcli.run.tiles import process_tiled, tiled_reader
+
+        reader = tiled_reader(pipeline, job, opts)
+        if reader is not None:
+            return process_tiled(
+                pipeline, job, opts, reader, t0=t0, resume=resume, on_progress=on_progress,
+                scheduler=scheduler,
+            )  # fmt: skip
+        image = imageio.load_image(
+            job.source, gray=pipeline.gray, dtype=pipeline.dtype, max_pixels=opts.max_pixels
+        )
         if resume and found is None:  # the file names depend on the image's channels
             found = _existing_outputs(pipeline, job, name, fmt, opts, image)
             if found is not None and found[0]:

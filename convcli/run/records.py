@@ -144,7 +144,7 @@ def result_json(result: Result, write: WriteResult | None = None, *, dry_run: bo
         "total_macs": sum(r.geometry.macs for r in result.records),
         "warnings": warnings_of(result, write),
     }
-    if result.maps is not None:
+    if result.maps is not None or result.stats is not None:
         data["maps"] = [
             {"name": n, "min": lo, "max": hi, "mean": mean}
             for n, (lo, hi, mean) in zip(map_names(result), result.map_stats(), strict=True)
