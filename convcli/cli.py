@@ -39,6 +39,7 @@ from convcli.cli_options import (
     KernelDirs,
     Kernels,
     Manifest,
+    MaxOutputPixels,
     Montage,
     Out,
     Padding,
@@ -117,6 +118,7 @@ def convolve(
     montage: Montage = False,
     force: Force = False,
     skip_existing: SkipExisting = False,
+    max_output_pixels: MaxOutputPixels = "auto",
     preview: Preview = False,
     json_: Json = False,
     dry_run: DryRun = False,
@@ -175,6 +177,7 @@ def pool_cmd(
     montage: Montage = False,
     force: Force = False,
     skip_existing: SkipExisting = False,
+    max_output_pixels: MaxOutputPixels = "auto",
     preview: Preview = False,
     json_: Json = False,
     dry_run: DryRun = False,
@@ -214,6 +217,7 @@ def _pool_stage(
 def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
     """Shared tail of convolve / pool / run: output, batch and report options → execute."""
     from convcli.execute import BatchOptions, ReportOptions, execute
+    from convcli.limits import parse_limit
     from convcli.runner import OutputOptions
 
     fmt = o["fmt"].value if o["fmt"] is not None else None
@@ -221,6 +225,7 @@ def _run(pipeline, inputs: list[str], o: dict) -> None:  # noqa: ANN001
         out=o["out"], fmt=fmt, bit_depth=o["bit_depth"], range_mode=o["range_"].value,
         montage=o["montage"], force=o["force"], skip_existing=o["skip_existing"],
         dry_run=o["dry_run"], save_stages=o.get("save_stages", False),
+        max_output_pixels=parse_limit(o.get("max_output_pixels", "auto")),
     )  # fmt: skip
     from convcli.errors import ParameterError
 
@@ -353,10 +358,13 @@ def _remove_pending_temps() -> None:
 
 
 def error_line(message: str) -> None:
-    """One red line on stderr. User text is escaped so brackets print as typed."""
+    """One red line on stderr. User text is escaped so brackets print as typed, and control
+    characters (a newline, a terminal escape in a file name) show as backslash escapes."""
     from rich.console import Console
     from rich.markup import escape
 
+    from convcli.safety import printable
+
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {escape(message)}"
+        f"[bold red]error:[/] {escape(printable(message))}"
     )

@@ -205,6 +205,15 @@ SkipExisting = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+MaxOutputPixels = Annotated[
+    str,
+    typer.Option(
+        "--max-output-pixels",
+        help="Most values (C×H×W) any one array of the run may hold - padded input, stage output,"
+        " montage: N, auto (2**28, or 4× the input if more) or none.",
+        rich_help_panel=OUTPUT,
+    ),
+]
 Preview = Annotated[
     bool, typer.Option("--preview", help="Draw the result in the terminal.", rich_help_panel=OUTPUT)
 ]

@@ -35,6 +35,7 @@ from convcli.cli_options import (
     Json,
     KernelDirs,
     Manifest,
+    MaxOutputPixels,
     Montage,
     Out,
     Padding,
@@ -142,6 +143,7 @@ def run(
     montage: Montage = False,
     force: Force = False,
     skip_existing: SkipExisting = False,
+    max_output_pixels: MaxOutputPixels = "auto",
     preview: Preview = False,
     json_: Json = False,
     dry_run: DryRun = False,
@@ -172,6 +174,7 @@ def run(
         "dry_run": dry_run, "quiet": quiet, "recursive": recursive, "include": include,
         "exclude": exclude, "workers": workers, "manifest": manifest, "executor": executor,
         "scheduler": scheduler, "save_stages": save_stages,
+        "max_output_pixels": max_output_pixels,
     }  # fmt: skip
     for key, value in pf.output.items():
         param = _OUTPUT_PARAMS[key]
@@ -249,7 +252,6 @@ def shape(
     [dim]Example (ResNet stem): convcli shape --input 3x224x224 --kernel-size 7 --out-channels 64
     --stride 2 --padding 3 --pool max --pool-size 3 --pool-stride 2 --pool-padding 1[/]
     """
-    import json
 
     from rich.console import Console
 
@@ -288,7 +290,9 @@ def shape(
     if json_:
         data = result_json(result)
         data.pop("dry_run", None)
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        from convcli.safety import json_text
+
+        print(json_text(data, indent=2))
         return
     Console(highlight=False).print(shape_report(result))
 
@@ -441,7 +445,6 @@ def explain(
 
     [dim]Example: convcli explain -k sobel-x --stride 2 --activation relu --pool avg[/]
     """  # fmt: skip
-    import json
 
     from rich.console import Console
 
@@ -493,7 +496,9 @@ def explain(
         source=source, units=units,
     )  # fmt: skip
     if json_:
-        print(json.dumps(walkthrough_json(walk), indent=2, ensure_ascii=False))
+        from convcli.safety import json_text
+
+        print(json_text(walkthrough_json(walk), indent=2))
         return
     console = Console(highlight=False)
     console.print(explain_renderable(walk, width=min(console.width, 100)))

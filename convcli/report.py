@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from convcli.safety import printable
+
 if TYPE_CHECKING:
     from convcli.imageio import MapImage, WriteResult
     from convcli.pipeline import Result, StageRecord
@@ -106,7 +108,7 @@ def shape_table(result: Result, *, title: str | None = None) -> Table:
     table.add_column("RF /\neff. stride", justify="right", no_wrap=True)
     for r in result.records:
         g = r.geometry
-        stage = Text(r.description, style="bold")
+        stage = Text(printable(r.description), style="bold")
         stage.append("\n" + _params_text(r), style="dim")
         table.add_row(
             str(r.index),
@@ -181,7 +183,7 @@ def stats_table(result: Result) -> Table:
     names = map_names(result)
     stats = result.map_stats()
     for name, (lo, hi, mean) in list(zip(names, stats, strict=True))[:MAX_STAT_ROWS]:
-        table.add_row(escape(name), f"{lo:.4g}", f"{hi:.4g}", f"{mean:.4g}")
+        table.add_row(escape(printable(name)), f"{lo:.4g}", f"{hi:.4g}", f"{mean:.4g}")
     if len(stats) > MAX_STAT_ROWS:
         table.add_row(f"… {len(stats) - MAX_STAT_ROWS} more", "", "", "")
     return table
@@ -223,7 +225,7 @@ def report(
     show_stats: bool = True,
 ) -> RenderableType:
     """The full per-input report: shape table, totals, warnings, map stats and files."""
-    title = escape(f"{result.input}: {_chw(result.in_shape)} {result.channels}".strip())
+    title = escape(printable(f"{result.input}: {_chw(result.in_shape)} {result.channels}".strip()))
     parts: list[RenderableType] = [
         shape_table(result, title=title),
         _formula_heading(result),
@@ -231,7 +233,7 @@ def report(
     ]  # fmt: skip
     parts.append(totals_line(result))
     for w in warnings_of(result, write):
-        parts.append(Text.assemble(("warning: ", "bold yellow"), w))
+        parts.append(Text.assemble(("warning: ", "bold yellow"), printable(w)))
     if show_stats and result.maps is not None:
         parts.append(stats_table(result))
     if write is not None:
@@ -241,7 +243,7 @@ def report(
         verb = "would write" if dry_run else "wrote"
         listing = Text(f"{verb} {len(files)} file{'s' if len(files) != 1 else ''}:", style="bold")
         for p in files:
-            listing.append("\n  - (stdout)" if str(p) == "-" else f"\n  {p}")
+            listing.append("\n  - (stdout)" if str(p) == "-" else f"\n  {printable(p)}")
         parts.append(listing)
     return Group(*parts)
 

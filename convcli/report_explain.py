@@ -38,6 +38,7 @@ from convcli.ops.conv import conv2d
 from convcli.ops.padding import pad2d
 from convcli.ops.pool import pool2d
 from convcli.pipeline import ConvStage, Pipeline, PoolStage, plan
+from convcli.safety import printable
 from convcli.shapes import AxisFormula, StageGeometry, as_pair, conv_geometry, pool_geometry
 
 #: Patch of samples/camera.png with a dark-to-bright vertical edge (row, col of its centre).
@@ -597,7 +598,7 @@ def _input_section(walk: Walkthrough, n: int, width: int) -> list[RenderableType
     units = f", in {walk.units} units" if walk.units else ""
     out: list[RenderableType] = [
         _heading(n, f"The input: a {h}×{w} patch{units}"),
-        Text(walk.source, style="dim") if walk.source else Text(""),
+        Text(printable(walk.source), style="dim") if walk.source else Text(""),
     ]
     grids = [
         number_grid(walk.patch[ch], title=f"channel {ch}" if c > 1 else None) for ch in range(c)

@@ -10,10 +10,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convcli.errors import ConvcliError, ImageError, OutputError
 from convcli.pipeline import Pipeline, Result, output_name, run
+
+if TYPE_CHECKING:
+    from convcli.imageio.atomic import RunStamp
+    from convcli.limits import Limit
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 OUTPUT_EXTENSIONS = (".png", ".tif", ".tiff", ".npy", ".npz")
@@ -35,6 +39,10 @@ class OutputOptions:
     save_stages: bool = False  # also write every stage's maps (convcli run --save-stages)
     #: Other inputs of the batch that an output could be named like (never overwritten).
     protect: tuple[str, ...] = ()
+    #: This run's mark on its files: a task run again may replace what it wrote itself.
+    stamp: RunStamp | None = None
+    #: Most values any one array of the run may hold: "auto", a number, or None (no limit).
+    max_output_pixels: Limit = "auto"
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ def make_job(source: str, out: str, *, root: str | None = None, single: bool = F
 def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
     """Read, run and write one input; every failure becomes an ``Outcome`` with an error."""
     from convcli import imageio
+    from convcli.limits import check_image
     from convcli.report import result_json
 
     t0 = time.perf_counter()
@@ -113,6 +122,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
         if found is not None and found[0]:
             return Outcome(job.source, "skipped", found[0], seconds=time.perf_counter() - t0)
         image = imageio.load_image(job.source, gray=pipeline.gray, dtype=pipeline.dtype)
+        check_image(pipeline, image, limit=opts.max_output_pixels, montage=opts.montage)
         if resume and found is None:  # the file names depend on the image's channels
             found = _existing_outputs(pipeline, job, name, fmt, opts, image)
             if found is not None and found[0]:
@@ -130,7 +140,7 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             stage_plan = OutputOptions(**{**opts.__dict__, "dry_run": True})
             imageio.check_outputs(
                 write_stages(result, name, job, stage_plan, fmt),
-                force=stage_force, inputs=[job.source, *opts.protect],
+                force=stage_force, inputs=[job.source, *opts.protect], own=opts.stamp,
             )  # fmt: skip
         maps = result.maps
         if maps is None:  # dry run: an empty stand-in of the right shape
@@ -153,11 +163,12 @@ def process_one(pipeline: Pipeline, job: Job, opts: OutputOptions) -> Outcome:
             inputs=[job.source, *opts.protect],
             params=pipeline_parameters(pipeline),
             dry_run=opts.dry_run,
+            own=opts.stamp,
         )
         if opts.dry_run:  # say now what the real run would refuse
             imageio.check_outputs(
                 [p for p in write.planned if str(p) != "-"],
-                force=opts.force or redo, inputs=[job.source, *opts.protect],
+                force=opts.force or redo, inputs=[job.source, *opts.protect], own=opts.stamp,
             )  # fmt: skip
         report = result_json(result, write, dry_run=opts.dry_run)
         status = "planned" if opts.dry_run else "done"
@@ -204,38 +215,61 @@ def _existing_outputs(
     ``image`` (a bank applied to maps: the map count depends on the channels).
     None when that cannot be told (no ``image`` yet, or options the run will reject).
     """
+    try:
+        planned = _planned(pipeline, job, name, fmt, opts, image)
+    except (ConvcliError, ValueError):
+        return None  # the run itself will report the problem
+    if planned is None:
+        return None
+    present = [os.path.isfile(p) for p in planned]
+    if all(present):
+        return [str(p) for p in planned], False
+    return [], any(present)
+
+
+def planned_outputs(
+    pipeline: Pipeline, job: Job, opts: OutputOptions, image: Any = None
+) -> list[Path] | None:
+    """The files :func:`process_one` would write for ``job``, touching nothing.
+
+    Planned from the stages alone when they fix the layout (one picture, a
+    bank, a 4-D layer), else from ``image`` (a bank applied to maps: the map
+    count depends on the channels); None when that cannot be told without the
+    image. Raises :class:`~convcli.errors.ParameterError` for names the writer
+    would refuse (two outputs with one name).
+    """
+    name = output_name(pipeline.stages, pipeline.name)
+    return _planned(pipeline, job, name, opts.fmt or "png", opts, image)
+
+
+def _planned(
+    pipeline: Pipeline, job: Job, name: str, fmt: str, opts: OutputOptions, image: Any
+) -> list[Path] | None:
     from convcli.imageio import plan_outputs
     from convcli.pipeline import _layout_after, plan, prepare
 
     layout: str = "image"
     labels: tuple[str, ...] = ()
-    try:
-        if image is None:
-            for stage in pipeline.stages:
-                layout, labels = _layout_after(stage, layout, labels)
-            if layout == "image":
-                n_maps = 1
-            elif layout.startswith("bank:"):
-                n_maps = int(layout[5:])
-            elif labels:
-                n_maps = len(labels)
-            else:
-                return None
+    if image is None:
+        for stage in pipeline.stages:
+            layout, labels = _layout_after(stage, layout, labels)
+        if layout == "image":
+            n_maps = 1
+        elif layout.startswith("bank:"):
+            n_maps = int(layout[5:])
+        elif labels:
+            n_maps = len(labels)
         else:
-            x, channels, _ = prepare(image, pipeline)
-            result = plan(pipeline, x.shape, channels)  # type: ignore[arg-type]
-            n_maps, layout, labels = result.out_shape[0], result.layout, result.labels
-        planned = plan_outputs(
-            job.stem, name, n_maps, layout, out=job.out_dir, fmt=fmt, labels=labels,
-            single_file=Path(job.out_file) if job.out_file is not None else None,
-            montage=opts.montage,
-        )  # fmt: skip
-    except (ConvcliError, ValueError):
-        return None  # the run itself will report the problem
-    present = [os.path.isfile(p) for p in planned]
-    if all(present):
-        return [str(p) for p in planned], False
-    return [], any(present)
+            return None
+    else:
+        x, channels, _ = prepare(image, pipeline)
+        result = plan(pipeline, x.shape, channels)  # type: ignore[arg-type]
+        n_maps, layout, labels = result.out_shape[0], result.layout, result.labels
+    return plan_outputs(
+        job.stem, name, n_maps, layout, out=job.out_dir, fmt=fmt, labels=labels,
+        single_file=Path(job.out_file) if job.out_file is not None else None,
+        montage=opts.montage,
+    )  # fmt: skip
 
 
 def write_stages(
@@ -259,7 +293,7 @@ def write_stages(
             maps, out=job.out_dir, stem=job.stem, name=f"{name}.stage{record.index}-{record.name}",
             fmt=fmt, layout=record.layout, labels=record.labels, range_mode=opts.range_mode,
             bit_depth=opts.bit_depth, montage=opts.montage, force=opts.force or force,
-            inputs=[job.source, *opts.protect], dry_run=opts.dry_run,
+            inputs=[job.source, *opts.protect], dry_run=opts.dry_run, own=opts.stamp,
         )  # fmt: skip
         files += [str(p) for p in (write.planned if opts.dry_run else write.paths)]
     return files
