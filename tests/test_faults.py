@@ -191,13 +191,12 @@ def test_stems_that_clash_once_cleaned_stop_the_run_before_any_work(tmp_path: Pa
 def test_two_runs_at_once_never_both_own_an_output(tmp_path: Path) -> None:
     """Same output names, different kernels: every file holds the result of the run that
     reported it done, and no input is reported done by both runs."""
-    n = 120
+    n = 24  # noisy 384² pictures: encoding takes long enough for the two runs to overlap
     for i in range(n):
-        png(tmp_path / "in" / f"im{i:03d}.png", value=200, size=8)
+        png(tmp_path / "in" / f"im{i:02d}.png", size=384, seed=i)
     for run, weight in (("A", "1"), ("B", "0.5")):  # both kernels are called k
         (tmp_path / run).mkdir()
         (tmp_path / run / "k.yaml").write_text(f"name: k\nweights: [[{weight}]]\n")
-    value = {"A": 200, "B": 100}
     for trial in range(3):
         out = tmp_path / f"out{trial}"
         procs = {
@@ -216,7 +215,14 @@ def test_two_runs_at_once_never_both_own_an_output(tmp_path: Path) -> None:
         assert len(done["A"] | done["B"]) == n
         for run in "AB":
             for name in done[run]:
-                assert pixel(out / f"{Path(name).stem}.k.png") == value[run], (trial, run, name)
+                with Image.open(tmp_path / name) as im:
+                    source = np.asarray(im).astype(int)
+                with Image.open(out / f"{Path(name).stem}.k.png") as im:
+                    result = np.asarray(im).astype(int)
+                if run == "A":  # the identity
+                    assert np.array_equal(result, source), (trial, name)
+                else:  # halved
+                    assert np.abs(result - source / 2).max() <= 1, (trial, name)
             for line in error_lines(errors[run]):
                 assert "exists (use --force" in line, line
         assert len(snapshot(out)) == n and leftovers(out) == []
