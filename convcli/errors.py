@@ -8,6 +8,7 @@ the builtin type.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -37,6 +38,10 @@ class ShapeError(ParameterError):
     """Shapes that do not fit: a kernel larger than the padded input, c_in mismatch, ..."""
 
 
+class SizeLimitError(ShapeError):
+    """Sizes too large to compute: an array over ``--max-output-pixels``, or past any machine."""
+
+
 class KernelError(ConvcliError, ValueError):
     """A bad kernel: unknown name, bad built-in parameter, or a broken YAML file.
 
@@ -64,6 +69,17 @@ class ImageError(ConvcliError):
     """An input image that cannot be read or processed (one input fails, the run goes on)."""
 
     exit_code = ExitCode.SOME_FAILED
+
+
+class SchedulerLostError(ConvcliError):
+    """The Dask scheduler went away mid-run. ``outcomes`` holds one outcome per input:
+    the finished ones, and the rest marked failed (``--skip-existing`` finishes them)."""
+
+    exit_code = ExitCode.SOME_FAILED
+
+    def __init__(self, message: str, outcomes: list[Any]):
+        super().__init__(message)
+        self.outcomes = outcomes
 
 
 class OutputError(ConvcliError):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from convcli.errors import ParameterError, ShapeError
+from convcli.errors import ParameterError, ShapeError, SizeLimitError
 from convcli.vocab import PaddingWord, PoolOp
 
 Pair = tuple[int, int]
@@ -456,7 +456,7 @@ def combine_geometry(
 def _check_padded_size(c: int, h: int, w: int, pad: Pad4) -> None:
     ph, pw = h + pad[0] + pad[1], w + pad[2] + pad[3]
     if max(c, 1) * ph * pw > MAX_VALUES:
-        raise ShapeError(
+        raise SizeLimitError(
             f"the padded input {c}×{ph}×{pw} is too large to compute (more than 2**40 values);"
             " use less padding or a smaller dilation or window"
         )

@@ -79,9 +79,9 @@ Option values (exit 2 before any work unless said): ``--stride 0`` / ``-1`` /
 ``10**20``, ``--padding -2`` / ``sideways`` / ``1,2,3``, ``--pad-mode mirror``,
 ``--pad-value nan``, ``--dilation 0`` / ``10**20``, ``--activation swish`` /
 ``relu:2``, ``--bias x`` / ``nan``, ``--pool-size 0``, ``--pool-stride 10**20``,
-``-k nope``; per input (exit 1): a pool window larger than the image, a
-``--padding`` so large the padded input cannot exist, ``--bias`` with more
-values than channels.
+``-k nope``, a ``--padding`` so large the padded input cannot exist (checked
+on the input's size, before computing); per input (exit 1): a pool window
+larger than the image, ``--bias`` with more values than channels.
 """
 
 from __future__ import annotations
@@ -399,7 +399,7 @@ BAD_OPTIONS: list[tuple[str, tuple[str, ...], int, str]] = [
     ("unknown-kernel", ("-k", "nope"), 2, r"unknown kernel 'nope'"),
     ("pool-window-too-big", ("--pool", "max", "--pool-size", "64"), 1,
      r"in.png: pool window 64×64 is larger than the padded input 12×12"),
-    ("padding-astronomic", ("--padding", "1000000000"), 1,
+    ("padding-astronomic", ("--padding", "1000000000"), 2,
      r"in.png: the padded input 3×2000000012×2000000012 is too large to compute"),
     ("bias-too-many", ("--bias", "1,2,3,4,5"), 1,
      r"in.png: bias has 5 values but there are 3 output channels"),

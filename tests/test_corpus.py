@@ -246,19 +246,34 @@ def test_a_file_where_a_folder_must_be_stops_the_run_before_any_work(
 
 
 def _fail_temp_files(monkeypatch: pytest.MonkeyPatch, folder: Path, match: str, how: str) -> list:
-    """Make the temporary files created in ``folder`` whose name holds ``match`` fail.
+    """Make the temporary files created in ``folder`` for outputs whose name holds ``match`` fail.
 
     ``how="eacces"``: creating one raises PermissionError (a read-only folder, as a
     non-root user sees it). ``how="enospc"``: it is created, but its descriptor is
     ``/dev/full``, so the kernel itself answers every write with ENOSPC. Works at the
-    ``os.open`` level, whichever way the writer makes its temporary files.
+    ``os.open`` level, whichever way the writer names its temporary files (the
+    output a temporary file is for is taken from the writer's ``_new_temp``).
     """
-    real_open = os.open
+    from convcli.imageio import write
+
+    real_open, real_new_temp = os.open, write._new_temp
     made: list[str] = []
+    target: list[Path] = []
+
+    def new_temp(path: Path) -> Any:
+        target.append(Path(path))
+        try:
+            return real_new_temp(path)
+        finally:
+            target.pop()
 
     def fake_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
         p = Path(os.fsdecode(path))
-        if flags & os.O_CREAT and p.parent.resolve() == folder.resolve() and match in p.name:
+        out = target[-1] if target else None
+        if (
+            flags & os.O_CREAT and out is not None and match in out.name
+            and p.parent.resolve() == folder.resolve()
+        ):  # fmt: skip
             if how == "eacces":
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(p))
             os.close(real_open(path, flags, *args, **kwargs))  # the file is really there
@@ -267,7 +282,24 @@ def _fail_temp_files(monkeypatch: pytest.MonkeyPatch, folder: Path, match: str, 
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(write, "_new_temp", new_temp)
     return made
+
+
+def _fail_commit(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """ENOSPC when a finished temporary file is given the final ``name``.
+
+    That step is ``os.link`` (claiming a new name) or ``os.replace`` (``--force``).
+    """
+    for func in ("link", "replace"):
+        real = getattr(os, func)
+
+        def fail(src: Any, dst: Any, *args: Any, real: Any = real, **kwargs: Any) -> None:
+            if os.path.basename(dst) == name:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+            real(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, func, fail)
 
 
 @pytest.fixture
@@ -288,7 +320,7 @@ def test_disk_full_while_encoding_fails_that_input_alone(
     three_inputs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (three_inputs / "out").mkdir()
-    made = _fail_temp_files(monkeypatch, three_inputs / "out", ".b.box.png.", "enospc")
+    made = _fail_temp_files(monkeypatch, three_inputs / "out", "b.box.png", "enospc")
     before = snapshot(three_inputs / "in")
     code, out, err = _batch(monkeypatch, capsys)
     assert code == 1 and out == ""
@@ -302,14 +334,7 @@ def test_disk_full_while_encoding_fails_that_input_alone(
 def test_disk_full_on_rename_fails_that_input_alone(
     three_inputs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = os.replace
-
-    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-        if os.path.basename(dst) == "c.box.png":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
-        real(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "replace", replace)
+    _fail_commit(monkeypatch, "c.box.png")
     code, _, err = _batch(monkeypatch, capsys)
     assert code == 1
     one_error(err, re.escape("out/c.box.png: cannot write (No space left on device)"))
@@ -322,7 +347,7 @@ def test_a_read_only_output_folder_fails_each_input_with_one_line(
 ) -> None:
     out = three_inputs / "out"
     out.mkdir()
-    _fail_temp_files(monkeypatch, out, ".box.png.", "eacces")
+    _fail_temp_files(monkeypatch, out, ".box.png", "eacces")
     code, _, err = _batch(monkeypatch, capsys)
     assert code == 1
     lines = error_lines(err)
@@ -333,14 +358,7 @@ def test_a_read_only_output_folder_fails_each_input_with_one_line(
 def test_disk_full_writing_the_manifest_is_one_line_and_leaves_no_temp_file(
     three_inputs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = os.replace
-
-    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-        if os.path.basename(dst) == "m.jsonl":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
-        real(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "replace", replace)
+    _fail_commit(monkeypatch, "m.jsonl")
     code, _, err = _batch(monkeypatch, capsys, "--manifest", "m.jsonl")
     assert code == 1
     one_error(err, re.escape("m.jsonl: cannot write the manifest (No space left on device)"))

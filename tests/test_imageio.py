@@ -931,16 +931,16 @@ def test_interrupt_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_failing_rename_leaves_nothing(tmp_path, monkeypatch):
-    real_replace = os.replace
+    real_link = os.link  # the rename step: link to claim a new name (os.replace with force)
     calls = []
 
-    def failing_replace(src, dst):
+    def failing_link(src, dst):
         calls.append(dst)
         if len(calls) == 2:
             raise OSError(errno.EACCES, "Permission denied")
-        return real_replace(src, dst)
+        return real_link(src, dst)
 
-    monkeypatch.setattr(os, "replace", failing_replace)
+    monkeypatch.setattr(os, "link", failing_link)
     with pytest.raises(OutputError, match="Permission denied"):
         write_feature_maps(ramp(2), out=tmp_path, stem="s", name="k", layout="maps")
     assert _leftovers(tmp_path) == []

@@ -560,7 +560,7 @@ def save_animation(walk: Walkthrough, path: Path | str, *, force: bool = False) 
             loop=0, optimize=True,
         )  # fmt: skip
 
-    write_file(target, encode)
+    write_file(target, encode, force=force)
     seconds = sum(durations) / 1000
     return Animation(target, len(images), (lay.width, lay.height), seconds, fmt.value)
 

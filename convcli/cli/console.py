@@ -26,7 +26,13 @@ def warning_line(message: str) -> None:
 
 
 def _line(label: str, message: str) -> None:
+    """User text is escaped twice: Rich markup (brackets print as typed) and control
+    characters (a newline, a terminal escape in a file name) shown as backslash escapes."""
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"{label} {escape(message)}")
+    from convcli.safety import printable
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"{label} {escape(printable(message))}"
+    )

@@ -113,7 +113,6 @@ def explain(
       convcli explain -k sobel-x --stride 2 --activation relu --pool avg
       convcli explain --stride 2 --animate walk.gif
     """
-    import json
     import sys
 
     from rich.console import Console
@@ -195,7 +194,9 @@ def explain(
             return
         print(line, file=sys.stderr)
     if json_:
-        print(json.dumps(walkthrough_json(walk), indent=2, ensure_ascii=False))
+        from convcli.safety import json_text
+
+        print(json_text(walkthrough_json(walk), indent=2))
         return
     console = Console(highlight=False)
     console.print(explain_renderable(walk, width=min(console.width, 100)))

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from convcli.ops.activations import parse_activation
 from convcli.pipeline.walk import PoolWalk, PoolWindow, Walkthrough
+from convcli.safety import printable
 from convcli.shapes import AxisFormula, conv_geometry
 from convcli.vocab import PoolOp
 
@@ -191,7 +192,7 @@ def _input_section(walk: Walkthrough, n: int, width: int) -> list[RenderableType
     units = f", in {u.name} units" if u.scale != 1.0 else ""
     out: list[RenderableType] = [
         _heading(n, f"The input: a {h}×{w} patch{units}"),
-        Text(walk.source, style="dim") if walk.source else Text(""),
+        Text(printable(walk.source), style="dim") if walk.source else Text(""),
     ]
     grids = [
         number_grid(walk.patch[ch], title=f"channel {ch}" if c > 1 else None) for ch in range(c)

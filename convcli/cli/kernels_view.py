@@ -39,6 +39,7 @@ from rich.table import Table
 from rich.text import Text
 
 from convcli.kernels import Finding, Kernel, kernel_rank, separable_factors, symmetry, weights_sum
+from convcli.safety import printable
 
 NEUTRAL = (58, 58, 58)
 POSITIVE = (214, 76, 60)
@@ -215,10 +216,10 @@ def _sum_and_separable(kernel: Kernel) -> tuple[str, str]:
 
 
 def _header(kernel: Kernel) -> Text:
-    title = Text(kernel.name, style="bold")
+    title = Text(printable(kernel.name), style="bold")
     kind = {"2d": "kernel", "bank": f"bank of {kernel.shape[0]}", "layer": "layer (out×in×kh×kw)"}
     title.append(f"  {_size(kernel)} {kind[kernel.kind]}  ", style="")
-    title.append(kernel.source, style="dim")
+    title.append(printable(kernel.source), style="dim")
     lines = [title]
     if kernel.description:
         lines.append(Text(kernel.description))
@@ -327,19 +328,19 @@ def kernel_list_table(
         table.add_column("description")
     for name, kernel, description in rows:
         if isinstance(kernel, Exception):
-            error = Text(str(kernel), style="red")
+            error = Text(printable(kernel), style="red")
             if compact:
-                table.add_row(_named(name, error), "-", "-", "-")
+                table.add_row(_named(printable(name), error), "-", "-", "-")
             else:
-                table.add_row(Text(name), "-", "-", "-", error)
+                table.add_row(Text(printable(name)), "-", "-", "-", error)
             continue
         total, sep = _sum_and_separable(kernel)
         text = description or kernel.description
-        shown = Text(text) if isinstance(text, str) else text
+        shown = Text(printable(text)) if isinstance(text, str) else text
         if compact:
-            table.add_row(_named(name, shown), _size(kernel), total, sep)
+            table.add_row(_named(printable(name), shown), _size(kernel), total, sep)
         else:
-            table.add_row(Text(name), _size(kernel), total, sep, shown)
+            table.add_row(Text(printable(name)), _size(kernel), total, sep, shown)
     return table
 
 
@@ -356,12 +357,12 @@ def findings_text(findings: Sequence[Finding]) -> Text:
     """
     out = Text()
     for i, f in enumerate(findings):
-        where = f.file if f.line is None else f"{f.file}:{f.line}"
+        where = printable(f.file if f.line is None else f"{f.file}:{f.line}")
         if i:
             out.append("\n")
         out.append(f"{where}: ")
         out.append(f.severity, style=SEVERITY_STYLE.get(f.severity, ""))
-        out.append(f": {f.message}")
+        out.append(f": {printable(f.message)}")
     return out
 
 
@@ -371,9 +372,9 @@ def findings_table(findings: Sequence[Finding]) -> Table:
     grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")
     for f in findings:
-        where = f.file if f.line is None else f"{f.file}:{f.line}"
+        where = printable(f.file if f.line is None else f"{f.file}:{f.line}")
         head = Text(f"{where}: ")
         head.append(f.severity, style=SEVERITY_STYLE.get(f.severity, ""))
         head.append(":")
-        grid.add_row(head, f.message)
+        grid.add_row(head, Text(printable(f.message)))
     return grid

@@ -150,6 +150,12 @@ def _max_pixels(text: object) -> int | None:
     return resolve_max_pixels(str(text))
 
 
+def _limit(text: object) -> int | str | None:
+    from convcli.run.limits import parse_limit
+
+    return parse_limit(str(text))
+
+
 def _bit_depth(text: object) -> int:
     from convcli.errors import ParameterError
 
@@ -457,6 +463,7 @@ class OutputArgs:
     tile: int | None = None
     memory_budget: int | None = None
     max_pixels: int | None = None  # None: no limit (--max-pixels none)
+    max_output_pixels: int | str | None = "auto"  # None: no limit
     given: frozenset[str] = frozenset()
 
 
@@ -759,6 +766,21 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
             ),
         ],
         "default",
+    ),
+    "max_output_pixels": (
+        Annotated[
+            Any,
+            typer.Option(
+                "--max-output-pixels",
+                parser=_parser(_limit),
+                metavar="N|auto|none",
+                show_default=False,
+                help="Most values (C×H×W) any one array of the run may hold (padded input,"
+                " stage output, montage), checked before computing: N, auto (2**28, or 4×"
+                " the input if more) or none [default: auto].",
+            ),
+        ],
+        "auto",
     ),
 }
 

@@ -6,7 +6,6 @@ stderr. When ``-o -`` puts an image on stdout, the report moves to stderr.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,6 +17,7 @@ import typer
 from convcli.cli.console import error_line, traceback_wanted
 from convcli.cli.options import OutputArgs
 from convcli.errors import ParameterError
+from convcli.safety import json_text, printable
 from convcli.vocab import INPUT_EXTENSIONS, Colormap, Compression, Format, RangeScope
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def run_command(
         compression=o.compression.value, colorbar=o.colorbar, montage=o.montage,
         force=o.force, skip_existing=o.skip_existing, dry_run=o.dry_run,
         save_stages=save_stages, tile=o.tile, memory_budget=o.memory_budget,
-        max_pixels=o.max_pixels,
+        max_pixels=o.max_pixels, max_output_pixels=o.max_output_pixels,  # type: ignore[arg-type]
     )  # fmt: skip
     batch = BatchOptions(
         recursive=o.recursive, include=o.include, exclude=o.exclude, workers=o.workers,
@@ -153,13 +153,14 @@ def _run_single(plan: RunPlan, o: OutputArgs) -> int:
             raise outcome.exception
         error_line(outcome.error or "failed")
     elif o.json:
-        print(json.dumps(outcome.report or {}, indent=2, ensure_ascii=False))
+        print(json_text(outcome.report or {}, indent=2))
     elif not o.quiet and outcome.result is not None:
         _print_single(con, outcome, o, plan.pipeline.stages)
     elif not o.quiet:  # skipped (--skip-existing): nothing was computed
         from rich.markup import escape
 
-        con.print(escape(f"{outcome.input}: {outcome.status} ({', '.join(outcome.outputs)})"))
+        files = printable(", ".join(outcome.outputs))
+        con.print(escape(f"{printable(outcome.input)}: {outcome.status} ({files})"))
     return int(summary.exit_code)
 
 
@@ -181,7 +182,7 @@ def _run_batch(plan: RunPlan, o: OutputArgs) -> int:
     if o.json:
         counts = {**summary_counts(outcomes), "seconds": round(summary.seconds, 4)}
         results = [x.report or _failed_json(x) for x in outcomes]
-        print(json.dumps({"results": results, "summary": counts}, indent=2, ensure_ascii=False))
+        print(json_text({"results": results, "summary": counts}, indent=2))
     elif not o.quiet:
         from convcli.cli.report import summary_table
 
@@ -190,8 +191,10 @@ def _run_batch(plan: RunPlan, o: OutputArgs) -> int:
         if written:
             from rich.markup import escape
 
-            where = "stdout" if o.out == "-" else escape(o.out.rstrip("/") + "/")
+            where = "stdout" if o.out == "-" else escape(printable(o.out.rstrip("/")) + "/")
             con.print(f"wrote {written} file{'s' if written != 1 else ''} under {where}")
+    if summary.lost is not None:
+        error_line(str(summary.lost))
     return int(summary.exit_code)
 
 
@@ -212,7 +215,7 @@ def _print_single(con: Console, outcome: Outcome, o: OutputArgs, stages: Sequenc
         n = len(stage_files)
         con.print(f"[bold]{verb} {n} stage file{'s' if n != 1 else ''}:[/]")
         for f in stage_files:
-            con.print(f"  {escape(f)}")
+            con.print(f"  {escape(printable(f))}")
     if o.preview:
         _print_preview(con, outcome, o, stages)
 

@@ -93,9 +93,11 @@ class BatchProgress:
             or self.count == self.total
             or outcome.status == "failed"
         ):
+            from convcli.safety import printable
+
             width = len(str(self.total))
             print(
-                f"[{self.count:>{width}}/{self.total}] {outcome.input} {outcome.status}"
+                f"[{self.count:>{width}}/{self.total}] {printable(outcome.input)} {outcome.status}"
                 f" {outcome.seconds:.2f} s",
                 file=sys.stderr,
                 flush=True,

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from convcli.cli.narrow import ByWidth
 from convcli.run.records import map_names, mapping_text, warnings_of
+from convcli.safety import printable
 
 if TYPE_CHECKING:
     from convcli.imageio import WriteResult
@@ -145,7 +146,7 @@ def shape_table(result: Result, *, title: str | None = None, compact: bool = Fal
     table.add_column("RF /\neff. stride", justify="right", no_wrap=True)
     for r in result.records:
         g = r.geometry
-        stage = Text(r.description, style="bold")
+        stage = Text(printable(r.description), style="bold")
         stage.append("\n" + _params_text(r), style="dim")
         table.add_row(
             str(r.index),
@@ -208,7 +209,7 @@ def stats_table(result: Result) -> Table:
     names = map_names(result)
     stats = result.map_stats()
     for name, (lo, hi, mean) in list(zip(names, stats, strict=True))[:MAX_STAT_ROWS]:
-        table.add_row(escape(name), f"{lo:.4g}", f"{hi:.4g}", f"{mean:.4g}")
+        table.add_row(escape(printable(name)), f"{lo:.4g}", f"{hi:.4g}", f"{mean:.4g}")
     if len(stats) > MAX_STAT_ROWS:
         table.add_row(f"… {len(stats) - MAX_STAT_ROWS} more", "", "", "")
     return table
@@ -236,7 +237,7 @@ def report(
     show_stats: bool = True,
 ) -> RenderableType:
     """The full per-input report: shape table, totals, warnings, map stats and files."""
-    title = escape(f"{result.input}: {_chw(result.in_shape)} {result.channels}".strip())
+    title = escape(printable(f"{result.input}: {_chw(result.in_shape)} {result.channels}".strip()))
     parts: list[RenderableType] = [
         ByWidth(shape_table(result, title=title), shape_table(result, title=title, compact=True)),
         _formula_heading(result),
@@ -244,7 +245,7 @@ def report(
     ]  # fmt: skip
     parts.append(ByWidth(totals_line(result), totals_line(result, lines=2)))
     for w in warnings_of(result, write):
-        parts.append(Text.assemble(("warning: ", "bold yellow"), w))
+        parts.append(Text.assemble(("warning: ", "bold yellow"), printable(w)))
     if show_stats and (result.maps is not None or result.stats is not None):
         parts.append(stats_table(result))
     if write is not None:
@@ -254,7 +255,7 @@ def report(
         verb = "would write" if dry_run else "wrote"
         listing = Text(f"{verb} {len(files)} file{'s' if len(files) != 1 else ''}:", style="bold")
         for p in files:
-            listing.append("\n  - (stdout)" if str(p) == "-" else f"\n  {p}")
+            listing.append("\n  - (stdout)" if str(p) == "-" else f"\n  {printable(p)}")
         parts.append(listing)
     return Group(*parts)
 

@@ -119,7 +119,6 @@ def shape(
       convcli shape --input 3x224x224 --layer 3,out=64,padding=1,bias \\
         --layer 3,out=64,padding=1,bias,pool=max
     """
-    import json
 
     from rich.console import Console
 
@@ -189,7 +188,9 @@ def shape(
     if json_:
         data = result_json(result)
         data.pop("dry_run", None)
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        from convcli.safety import json_text
+
+        print(json_text(data, indent=2))
         return
     Console(highlight=False).print(shape_report(result))
 

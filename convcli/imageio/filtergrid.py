@@ -192,5 +192,5 @@ def save_png(path: str | os.PathLike[str], pixels: np.ndarray, *, force: bool = 
     if p.suffix.lower() != ".png":
         raise ParameterError(f"{p}: the picture is written as png; name a .png file")
     check_outputs([p], force=force)
-    _commit([(p, lambda fh: write_png(fh, pixels))])
+    _commit([(p, lambda fh: write_png(fh, pixels))], force=force)
     return p

@@ -92,16 +92,9 @@ def montage_image(
     shared = len(spans) == 1
     if colorbar and not shared:
         tags = [f"{t} {_range_text(m)}" for t, m in zip(tags, tones, strict=True)]
-    long_side = max(h, w)
-    if long_side > max_tile:
-        scale = max_tile / long_side
-    elif long_side < min_tile:
-        scale = float(math.ceil(min_tile / long_side))
-    else:
-        scale = 1.0
-    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
     font = _font()
     text_h = _text_height(font)
+    tw, th, scale = _tile(h, w, max_tile, min_tile)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     cell_w, cell_h = tw + gap, th + text_h + 2 + gap
@@ -168,6 +161,44 @@ def _draw_colorbar(
         tw = draw.textlength(text, font=font)
         left = gap + min(max(0, x - tw / 2), bar_w - tw)
         draw.text((left, y), text, fill=fill, font=font)
+
+
+def _tile(h: int, w: int, max_tile: int, min_tile: int) -> tuple[int, int, float]:
+    """Tile width, height and scale of an ``h`` × ``w`` map."""
+    long_side = max(h, w)
+    if long_side > max_tile:
+        scale = max_tile / long_side
+    elif long_side < min_tile:
+        scale = float(math.ceil(min_tile / long_side))
+    else:
+        scale = 1.0
+    return max(1, round(w * scale)), max(1, round(h * scale)), scale
+
+
+#: Height of a tile's label line with Pillow's default font at size 11 (plus 1), for estimates.
+LABEL_HEIGHT = 14
+
+
+def montage_size(
+    n: int,
+    h: int,
+    w: int,
+    max_tile: int = 256,
+    min_tile: int = 64,
+    gap: int = 4,
+    text_h: int = LABEL_HEIGHT,
+) -> tuple[int, int]:
+    """``(width, height)`` of the montage of ``n`` maps of ``h`` × ``w``, without drawing it.
+
+    >>> montage_size(5, 8, 8)   # 3 columns, 2 rows of 64-px tiles
+    (208, 172)
+    >>> montage_size(4000, 256, 256)   # 64 columns, 63 rows of 256-px tiles
+    (16644, 17392)
+    """
+    tw, th, _ = _tile(h, w, max_tile, min_tile)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    return gap + cols * (tw + gap), gap + rows * (th + text_h + 2 + gap)
 
 
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

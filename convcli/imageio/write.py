@@ -17,6 +17,7 @@ from PIL import Image
 
 from convcli.errors import OutputError, ParameterError
 from convcli.imageio._common import CHANNELS, index_labels
+from convcli.imageio.atomic import RunStamp, claim, temp_name
 from convcli.imageio.layout import Layout
 from convcli.imageio.montage import montage_image
 from convcli.imageio.pixels import MapImage, to_pixels
@@ -174,7 +175,10 @@ def _plan(
     pictures = [_Picture(p, i * per, (i + 1) * per) for i, p in enumerate(paths)]
     every = [p.path for p in pictures] + ([montage_path] if montage else [])
     if len(set(every)) != len(every):
-        raise ParameterError("two outputs would have the same file name (repeated labels?)")
+        twice = next(p for p in every if every.count(p) > 1)
+        raise ParameterError(
+            f"two outputs would have the same file name {twice.name} (repeated labels?)"
+        )
     return fmt, pictures, montage_path if montage else None
 
 
@@ -219,13 +223,18 @@ def plan_outputs(
 
 
 def check_outputs(
-    paths: Sequence[Path], *, force: bool = False, inputs: Sequence[Path | str] = ()
+    paths: Sequence[Path],
+    *,
+    force: bool = False,
+    inputs: Sequence[Path | str] = (),
+    own: RunStamp | None = None,
 ) -> None:
     """Refuse outputs that must not be written, before anything is written.
 
     Raises :class:`~convcli.errors.OutputError` when a path is one of ``inputs``
-    (even with ``force``), exists and ``force`` is off, is a folder, or has a
-    file where one of its folders should be. ``"-"`` (stdout) always passes.
+    (even with ``force``), exists and ``force`` is off (unless ``own`` marks it
+    as written by this same run), is a folder, or has a file where one of its
+    folders should be. ``"-"`` (stdout) always passes.
 
     Examples
     --------
@@ -261,10 +270,12 @@ def check_outputs(
                 same = path.resolve() == inp.resolve()
             if same:
                 raise OutputError(f"{path}: is an input; refusing to overwrite it")
-        if not force:
-            raise OutputError(
-                f"{path} exists (use --force to overwrite or --skip-existing to resume)"
-            )
+        if not force and not (own is not None and own.owns(path)):
+            raise OutputError(_exists(path))
+
+
+def _exists(path: Path) -> str:
+    return f"{path} exists (use --force to overwrite or --skip-existing to resume)"
 
 
 def write_feature_maps(
@@ -291,6 +302,7 @@ def write_feature_maps(
     quality: int = 90,
     compression: str = "none",
     colorbar: bool = False,
+    own: RunStamp | None = None,
 ) -> WriteResult:
     """Write a ``(C, H, W)`` stack of feature maps as image or array files.
 
@@ -360,6 +372,10 @@ def write_feature_maps(
         TIFF compression (lossless).
     colorbar : bool
         Add a colour bar with its values to the montage.
+    own : RunStamp, optional
+        The run's stamp: every file written carries it, and an existing file
+        that carries it (this run wrote it before, e.g. a task run again) may
+        be replaced without ``force``.
 
     Returns
     -------
@@ -458,8 +474,8 @@ def write_feature_maps(
         sys.stdout.buffer.flush()
         return WriteResult([Path("-")], mapping, planned, mappings, notes, fmt)
 
-    check_outputs(planned, force=force, inputs=inputs)
-    _commit(encoders)
+    check_outputs(planned, force=force, inputs=inputs, own=own)
+    _commit(encoders, force=force, own=own)
     return WriteResult(list(planned), mapping, planned, mappings, notes, fmt)
 
 
@@ -724,9 +740,10 @@ def remove_pending_temps() -> None:
 
 
 def _new_temp(path: Path) -> tuple[str, BinaryIO]:
-    """Create ``.<name>.<random>.tmp`` beside ``path``, registered in ``_PENDING`` first."""
+    """Create a temporary file beside ``path`` (see :func:`~convcli.imageio.atomic.temp_name`),
+    registered in ``_PENDING`` first."""
     for _ in range(100):
-        name = str(path.parent / f".{path.name}.{os.urandom(4).hex()}.tmp")
+        name = temp_name(path.parent)
         _PENDING.add(name)
         try:
             fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
@@ -745,7 +762,9 @@ def _new_temp(path: Path) -> tuple[str, BinaryIO]:
     raise OutputError(f"{path}: cannot create a temporary file beside it")
 
 
-def write_file(path: Path | str, encode: Callable[[BinaryIO], None]) -> None:
+def write_file(
+    path: Path | str, encode: Callable[[BinaryIO], None], *, force: bool = False
+) -> None:
     """Write one file atomically: ``encode`` fills a temporary file beside ``path``, which is
     renamed into place only when it is complete (no partial file on an error or Ctrl-C).
 
@@ -755,12 +774,24 @@ def write_file(path: Path | str, encode: Callable[[BinaryIO], None]) -> None:
     ...     Path(d, "a.bin").read_bytes(), len(list(Path(d).iterdir()))
     (b'abc', 1)
     """
-    _commit([(Path(path), encode)])
+    _commit([(Path(path), encode)], force=force)
 
 
-def _commit(encoders: Sequence[tuple[Path, Callable[[BinaryIO], None]]]) -> None:
-    """Encode every output to a temp file beside it, then rename all into place."""
+def _commit(
+    encoders: Sequence[tuple[Path, Callable[[BinaryIO], None]]],
+    *,
+    force: bool = False,
+    own: RunStamp | None = None,
+) -> None:
+    """Encode every output to a temp file beside it, then claim all names.
+
+    Without ``force`` each name is claimed atomically (it must not exist, or
+    be ``own``'s), in sorted order, so of two runs writing the same files at
+    once the one that gets the first name gets them all; a name taken
+    meanwhile fails the call and undoes the names it had claimed.
+    """
     temps: list[tuple[str, Path]] = []
+    claimed: list[tuple[Path, int, int]] = []  # (name, device, inode) linked by this call
     try:
         for path, encode in encoders:
             try:
@@ -779,17 +810,34 @@ def _commit(encoders: Sequence[tuple[Path, Callable[[BinaryIO], None]]]) -> None
                 with tmp:
                     encode(tmp)
                 os.chmod(tmp_name, 0o666 & ~_UMASK)
+                if own is not None:
+                    own.mark(tmp_name)
             except OSError as exc:
                 raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+        temps.sort(key=lambda t: str(t[1]))
         while temps:
             tmp_name, path = temps[0]
+            replace = force or (own is not None and own.owns(path))
             try:
-                os.replace(tmp_name, path)
+                st = os.stat(tmp_name)
+                claim(tmp_name, path, replace=replace)
+            except FileExistsError as exc:
+                raise OutputError(_exists(path)) from exc
             except OSError as exc:
                 raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+            if not replace:
+                claimed.append((path, st.st_dev, st.st_ino))
             _PENDING.discard(tmp_name)
             temps.pop(0)
     finally:
+        if temps:  # failed: the names this call took are given back
+            for path, dev, ino in claimed:
+                try:
+                    st = os.lstat(path)
+                    if (st.st_dev, st.st_ino) == (dev, ino):
+                        os.unlink(path)
+                except OSError:
+                    pass
         for tmp_name, _ in temps:
             try:
                 os.unlink(tmp_name)

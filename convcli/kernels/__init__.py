@@ -143,9 +143,16 @@ def load_kernel(spec: str | os.PathLike[str], *, kernel_dirs: Iterable[str | Pat
     >>> k.shape, k.source
     ((7, 7), 'built-in')
     """
+    from convcli.safety import NAME_MAX, shorten, too_long_name
+
     kernel_dirs = list(kernel_dirs)
     path = Path(spec)
     text = os.fspath(spec)
+    long = too_long_name(text)
+    if long is not None:  # the file system would refuse to even look it up
+        raise KernelError(
+            f"the name {shorten(long)} is longer than file systems allow ({NAME_MAX} bytes)"
+        )
     from convcli.kernels.weights import is_weights_spec, load_weights_kernel
 
     if is_weights_spec(text):

@@ -466,6 +466,8 @@ def _bank(
         reader.lines[f"kernels[{i}]"] = line_of(get["weights"])
         if label in labels:
             reader.note("warning", f"{where} repeats the name {label!r}", line_of(member))
+        else:
+            _note_file_name(reader, where, label, labels, line_of(member))
         if "bias" in get:
             any_member_bias = True
             biases.append(reader.number(get["bias"], f"{where} bias"))
@@ -485,6 +487,28 @@ def _bank(
     elif any_member_bias:
         bias = tuple(biases)
     return np.stack(members), tuple(labels), bias
+
+
+def _note_file_name(
+    reader: _Reader, where: str, label: str, labels: list[str], line: int | None
+) -> None:
+    """Warn when a member's name changes in file names, or then equals another member's."""
+    from convcli.imageio.write import safe_name
+
+    cleaned = safe_name(label)
+    if cleaned == label:
+        return
+    twin = next((other for other in labels if safe_name(other) == cleaned), None)
+    if twin is not None:
+        reader.note(
+            "warning",
+            f"{where} name {label!r} gives the same file name as {twin!r} ({cleaned!r});"
+            " a run writing one file per member stops before reading any image",
+            line,
+        )
+    else:
+        reader.note("warning", f"{where} name {label!r} is written as {cleaned!r} in file names",
+                    line)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- public API

@@ -628,7 +628,9 @@ def bank_of(specs: Sequence[str], *, kernel_dirs: Sequence[Any] = ()) -> Kernel:
                 " (their centres do not line up); run them separately"
             )
         stack[i, dy // 2 : dy // 2 + m.shape[0], dx // 2 : dx // 2 + m.shape[1]] = m
-    if len(set(labels)) != len(labels):
+    from convcli.imageio.write import safe_name
+
+    if len({safe_name(lab) for lab in labels}) != len(labels):  # one file name per member
         labels = [f"{lab}.{i}" for i, lab in enumerate(labels)]
     return Kernel(
         "+".join(k.name for k in kernels),

@@ -450,9 +450,18 @@ class _Reader(NodeReader):
             specs = [self.text(n, "kernel") for n in node.value]
         else:
             specs = [self.text(node, "kernel")]
+        from convcli.safety import NAME_MAX, shorten, too_long_name
+
         folder = self.path.parent
         resolved = []
         for spec in specs:
+            long = too_long_name(spec)
+            if long is not None:
+                raise self.error(
+                    f"kernel: the name {shorten(long)} is longer than file systems allow"
+                    f" ({NAME_MAX} bytes)",
+                    node,
+                )
             beside = folder / spec
             resolved.append(str(beside) if beside.is_file() else spec)
         try:

@@ -24,13 +24,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from convcli.errors import ParameterError
+from convcli.errors import ParameterError, SchedulerLostError
 from convcli.parallel import cpu_count
 from convcli.pipeline import Pipeline
 from convcli.run.jobs import (
@@ -69,6 +69,7 @@ def find_inputs(
     recursive: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    skip: Sequence[str] = (),
 ) -> list[tuple[str, str | None]]:
     """``(path, root)`` for every input: files as given, folders searched by extension.
 
@@ -78,6 +79,8 @@ def find_inputs(
     ``include`` / ``exclude`` globs match the path relative to the folder
     (``sub/*.png``) or the file name (``*.png``); they filter folder searches only.
     A file reached twice (named twice, or by a folder and by name) is kept once.
+    A folder search never enters a folder of ``skip`` nor takes a file of it
+    (the run's output folder and manifest), unless that folder is the one searched.
 
     Examples
     --------
@@ -91,11 +94,13 @@ def find_inputs(
     """
     found: list[tuple[str, str | None]] = []
     seen: set[str] = set()
+    avoid = {os.path.realpath(p) for p in skip}
     for item in inputs:
         if item == "-" or not os.path.isdir(item):
             pairs: Iterable[tuple[str, str | None]] = [(item, None)]
         else:
-            pairs = ((p, item) for p in _walk(item, recursive, include, exclude))
+            walk = _walk(item, recursive, include, exclude, avoid - {os.path.realpath(item)})
+            pairs = ((p, item) for p in walk)
         for path, root in pairs:
             key = path if path == "-" else os.path.realpath(path)
             if key not in seen:
@@ -105,10 +110,18 @@ def find_inputs(
 
 
 def _walk(
-    root: str, recursive: bool, include: Sequence[str], exclude: Sequence[str]
+    root: str,
+    recursive: bool,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    avoid: Collection[str] = (),
 ) -> Iterable[str]:
     seen: set[tuple[int, int]] = set()
+    avoid_names = {os.path.basename(p) for p in avoid}
     for folder, dirs, files in os.walk(root, followlinks=True):
+        if avoid and os.path.realpath(folder) in avoid:
+            dirs[:] = []
+            continue
         try:
             st = os.stat(folder)
         except OSError:
@@ -129,6 +142,8 @@ def _walk(
                 continue
             if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in exclude):
                 continue
+            if name in avoid_names and os.path.realpath(os.path.join(folder, name)) in avoid:
+                continue
             yield os.path.join(folder, name)
 
 
@@ -137,8 +152,12 @@ def make_jobs(found: Sequence[tuple[str, str | None]], out: str) -> list[Job]:
 
     Raises :class:`ParameterError` when ``out`` names one file but there are
     several inputs, or when two inputs would write the same files (``a.png`` and
-    ``a.jpg`` in one folder share the stem ``a``).
+    ``a.jpg`` in one folder share the stem ``a``; ``a:b.png`` and ``a_b.png``
+    share it once cleaned for a file name).
     """
+    from convcli.imageio.write import safe_name
+    from convcli.safety import printable
+
     single = len(found) == 1
     if not single and (out == "-" or Format.of_extension(Path(out).suffix) is not None):
         raise ParameterError(
@@ -147,11 +166,11 @@ def make_jobs(found: Sequence[tuple[str, str | None]], out: str) -> list[Job]:
     jobs = [make_job(src, out, root=root, single=single) for src, root in found]
     first: dict[tuple[str, str], str] = {}
     for job in jobs:
-        key = (os.path.normpath(job.out_dir), job.stem)
+        key = (os.path.normpath(job.out_dir), safe_name(job.stem))
         if key in first:
             raise ParameterError(
-                f"{first[key]} and {job.source} would write the same files "
-                f"({os.path.join(job.out_dir, job.stem)}.*); rename one or --exclude it"
+                f"{printable(first[key])} and {printable(job.source)} would write the same files "
+                f"({printable(os.path.join(job.out_dir, key[1]))}.*); rename one or --exclude it"
             )
         first[key] = job.source
     return jobs
@@ -292,9 +311,11 @@ def _new_pool(n: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context(START_METHOD)
     if START_METHOD == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)  # type: ignore[attr-defined]
+    from convcli.run.lifeline import lifeline
+
     threads = max(1, cpu_count() // n)  # processes share the cores, not threads on top
     return ProcessPoolExecutor(
-        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(threads, *lifeline())
     )
 
 
@@ -318,16 +339,22 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 _busy = False
 
 
-def _init_worker(threads: int = 1) -> None:
+def _init_worker(threads: int = 1, lifeline: Any = None, parent: int = 0) -> None:
     """Worker start-up: the parent handles Ctrl-C; SIGTERM abandons the input at hand.
 
-    ``threads`` caps the numeric core's thread pool in this process.
+    ``threads`` caps the numeric core's thread pool in this process. With
+    ``lifeline`` (see :mod:`convcli.run.lifeline`) the worker removes its temporary
+    files and exits as soon as the process ``parent`` dies, even by ``kill -9``.
     """
     from convcli.parallel import set_num_threads
 
     set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if lifeline is not None:
+        from convcli.run.lifeline import watch
+
+        watch(lifeline, parent, lambda: _exit_clean(128 + signal.SIGKILL))
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -415,6 +442,12 @@ def run_dask(
     same place). Outcomes come back with the paths as given, so the manifest and
     the summary match a local run. At most ``window`` tasks are queued at once
     (default: 4 per worker thread, at least 64).
+
+    distributed's own log messages are silenced while the run lasts. When the
+    scheduler is lost mid-run, raises :class:`~convcli.errors.SchedulerLostError`
+    holding an outcome for every job: those that finished, those whose files
+    are complete on disk and carry ``opts.stamp`` (done, though the result
+    never came back), and the rest (failed: not run).
     """
     emit = on_outcome or (lambda o: None)
     try:
@@ -423,6 +456,20 @@ def run_dask(
         raise ParameterError(
             "--executor dask needs dask.distributed: pip install 'convcli[dask]'"
         ) from None
+    with _quiet_distributed():
+        return _run_dask(pipeline, jobs, opts, scheduler, emit, window, Client, as_completed)
+
+
+def _run_dask(
+    pipeline: Pipeline,
+    jobs: Sequence[Job],
+    opts: OutputOptions,
+    scheduler: str | None,
+    emit: OnOutcome,
+    window: int | None,
+    Client: Any,  # noqa: N803 - distributed's class, imported by the caller
+    as_completed: Any,
+) -> list[Outcome]:
     if not scheduler:
         raise ParameterError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)")
     try:  # a malformed address would otherwise leave a half-made client hanging at exit
@@ -448,26 +495,36 @@ def run_dask(
         live[fut] = i
         return fut
 
+    lost = False
     try:
         with _sigterm_interrupts():
-            if window is None:
-                window = max(64, 4 * sum(client.nthreads().values()))
-            todo = iter(range(len(jobs)))
-            futures = as_completed(
-                [submit(i) for _, i in zip(range(window), todo, strict=False)], loop=client.loop
-            )
-            for fut in futures:
-                i = live.pop(fut)
-                try:
-                    outcome = _localise(fut.result(), jobs[i], remote[i])
-                except Exception as exc:  # noqa: BLE001 - a killed worker, a lost task
-                    outcome = _failed(jobs[i], f"dask task failed: {type(exc).__name__}: {exc}")
-                fut.release()
-                results[i] = outcome
-                emit(outcome)
-                nxt = next(todo, None)
-                if nxt is not None:
-                    futures.add(submit(nxt))
+            try:
+                if window is None:
+                    window = max(64, 4 * sum(client.nthreads().values()))
+                todo = iter(range(len(jobs)))
+                futures = as_completed(
+                    [submit(i) for _, i in zip(range(window), todo, strict=False)],
+                    loop=client.loop,
+                )
+                for fut in futures:
+                    i = live[fut]
+                    try:
+                        outcome = _localise(fut.result(), jobs[i], remote[i])
+                    except Exception as exc:  # noqa: BLE001 - a killed worker, a lost task
+                        if _connection_lost(client, exc):
+                            raise
+                        outcome = _failed(jobs[i], f"dask task failed: {type(exc).__name__}: {exc}")
+                    del live[fut]
+                    fut.release()
+                    results[i] = outcome
+                    emit(outcome)
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        futures.add(submit(nxt))
+            except Exception as exc:
+                if not _connection_lost(client, exc):
+                    raise
+                lost = True
     except BaseException:
         try:  # tasks already running finish (their writes are atomic); queued ones are dropped
             client.cancel(list(live), force=True)
@@ -475,8 +532,102 @@ def run_dask(
             pass
         raise
     finally:
-        client.close()
+        try:
+            client.close(timeout=2 if lost else 10)
+        except Exception:  # noqa: BLE001, S110 - the scheduler is gone already
+            pass
+    if lost:
+        raise _scheduler_lost(pipeline, jobs, opts, scheduler, results, set(live.values()))
     return [o for o in results if o is not None]
+
+
+def _connection_lost(client: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` (from a future or the client) means the scheduler is gone."""
+    from concurrent.futures import CancelledError
+
+    if isinstance(exc, CancelledError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, OSError) and type(exc).__name__ == "CommClosedError":
+        return True
+    return getattr(client, "status", "running") not in ("running", "newly-created")
+
+
+def _scheduler_lost(
+    pipeline: Pipeline,
+    jobs: Sequence[Job],
+    opts: OutputOptions,
+    scheduler: str | None,
+    results: list[Outcome | None],
+    in_flight: set[int],
+) -> SchedulerLostError:
+    """The error for a scheduler lost mid-run, with an outcome for every job.
+
+    A job whose result never came back is done if every file it would write
+    exists and carries this run's stamp (its task finished, the answer was
+    lost). Workers finish the task at hand after the scheduler is gone, so
+    the files of tasks in flight are waited for a little (three times the
+    longest task seen, 1 to 30 s). Any other job failed (not run, or cut
+    short: ``--skip-existing`` finishes it).
+    """
+    from convcli.run.jobs import planned_outputs
+
+    plans: dict[int, list[Path]] = {}
+    if opts.stamp is not None and not opts.dry_run:
+        for i, outcome in enumerate(results):
+            if outcome is None:
+                try:
+                    planned = planned_outputs(pipeline, jobs[i], opts)
+                except Exception:  # noqa: BLE001 - cannot tell: counted as not run
+                    planned = None
+                if planned:
+                    plans[i] = planned
+    longest = max((o.seconds for o in results if o is not None), default=0.0)
+    deadline = time.monotonic() + min(30.0, max(1.0, 3 * longest))
+    while True:
+        for i, planned in list(plans.items()):
+            if all(opts.stamp.owns(p) for p in planned):  # type: ignore[union-attr]
+                results[i] = Outcome(jobs[i].source, "done", [str(p) for p in planned])
+                del plans[i]
+        if not in_flight & plans.keys() or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    finished = sum(o is not None for o in results)
+    outcomes = [
+        o if o is not None else _failed(job, "not run: lost the Dask scheduler")
+        for job, o in zip(jobs, results, strict=True)
+    ]
+    return SchedulerLostError(
+        f"lost the Dask scheduler at {scheduler} after {finished} of {len(jobs)} inputs",
+        outcomes,
+    )
+
+
+@contextmanager
+def _quiet_distributed() -> Iterator[None]:
+    """Silence distributed's (and its event loop's) log messages while a run lasts.
+
+    A lost scheduler would otherwise print hundreds of lines of tracebacks;
+    convcli reports what matters itself, in one line.
+    """
+    import logging
+
+    prefixes = ("distributed", "tornado", "asyncio")
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in prefixes]
+    loggers = [logging.getLogger(n) for n in dict.fromkeys([*prefixes, *names])]
+    saved = [(lg, lg.disabled) for lg in loggers]
+    drop = logging.Filter("convcli.nothing")  # passes no record of these loggers
+    handlers = {h for lg in loggers for h in lg.handlers}
+    for lg in loggers:
+        lg.disabled = True
+    for h in handlers:
+        h.addFilter(drop)
+    try:
+        yield
+    finally:
+        for lg, disabled in saved:
+            lg.disabled = disabled
+        for h in handlers:
+            h.removeFilter(drop)
 
 
 def _absolute(job: Job) -> Job:
@@ -501,6 +652,7 @@ def _localise(outcome: Outcome, job: Job, remote: Job) -> Outcome:
     outcome.outputs = [back(p) for p in outcome.outputs]
     if outcome.error:
         outcome.error = outcome.error.replace(remote.source, job.source)
+        outcome.error = outcome.error.replace(remote.out_dir + os.sep, job.out_dir + os.sep)
     if outcome.report:
         outcome.report = {**outcome.report, "input": job.source}
         if "outputs" in outcome.report:

@@ -10,15 +10,17 @@ told about each finished input through ``on_outcome``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from convcli.errors import ExitCode, ParameterError
+from convcli.errors import ExitCode, ParameterError, SchedulerLostError, SizeLimitError
 from convcli.pipeline import Pipeline
 from convcli.run.jobs import Job, Outcome, OutputOptions
+from convcli.safety import check_name_lengths, printable
 from convcli.vocab import INPUT_EXTENSIONS, Executor
 
 
@@ -43,6 +45,10 @@ class RunPlan:
     jobs: list[Job]
     out: OutputOptions
     batch: BatchOptions
+    #: an existing manifest this run replaces (--force) or resumes (--skip-existing) ...
+    replace_manifest: bool = False
+    #: ... and its records, kept for the inputs this run skips
+    earlier: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def single(self) -> bool:
@@ -51,14 +57,22 @@ class RunPlan:
 
 @dataclass
 class RunSummary:
-    """What a run did."""
+    """What a run did (``lost``: the Dask scheduler went away mid-run)."""
 
     outcomes: list[Outcome]
     seconds: float
+    lost: SchedulerLostError | None = None
+
+    @property
+    def too_large(self) -> bool:
+        """One input whose arrays would pass ``--max-output-pixels``: a usage error."""
+        return len(self.outcomes) == 1 and isinstance(self.outcomes[0].exception, SizeLimitError)
 
     @property
     def exit_code(self) -> ExitCode:
-        failed = any(o.status == "failed" for o in self.outcomes)
+        if self.too_large:
+            return ExitCode.USAGE
+        failed = self.lost is not None or any(o.status == "failed" for o in self.outcomes)
         return ExitCode.SOME_FAILED if failed else ExitCode.OK
 
 
@@ -69,9 +83,16 @@ def plan_run(
 
     Raises :class:`ParameterError` (exit 2) before any image is processed.
     """
+    from convcli.run import preflight
     from convcli.run.batch import find_inputs, make_jobs
 
     pipeline.validate()
+    if out.out != "-":
+        check_name_lengths(out.out, "-o")
+    if batch.manifest is not None:
+        check_name_lengths(batch.manifest, "--manifest")
+    for item in inputs:
+        check_name_lengths(item, "input")
     if out.bit_depth not in (None, 8, 16):
         raise ParameterError(f"--bit-depth must be 8 or 16, got {out.bit_depth}")
     if list(inputs).count("-") > 1:
@@ -81,16 +102,33 @@ def plan_run(
     if batch.executor is not Executor.dask and batch.scheduler:
         raise ParameterError("--scheduler needs --executor dask")
     found = find_inputs(
-        inputs, recursive=batch.recursive, include=batch.include, exclude=batch.exclude
-    )
+        inputs, recursive=batch.recursive, include=batch.include, exclude=batch.exclude,
+        skip=preflight.skipped_paths(out.out, batch.manifest),
+    )  # fmt: skip
     if not found:
         exts = ", ".join(e.lstrip(".") for e in INPUT_EXTENSIONS if e != ".jpeg")
         raise ParameterError(f"no images found in {', '.join(inputs)} (extensions: {exts})")
     jobs = make_jobs(found, out.out)
     _check_folders(jobs, out.out, batch.manifest)
+    earlier: list[dict[str, Any]] = []  # an existing manifest's records (--skip-existing)
+    replace_manifest = False
+    if batch.manifest is not None:
+        replace_manifest = os.path.lexists(batch.manifest)
+        earlier = preflight.check_manifest(
+            batch.manifest, inputs=[p for p, _ in found], force=out.force,
+            skip_existing=out.skip_existing,
+        )  # fmt: skip
     if len(jobs) > 1:
         out = replace(out, protect=_named_like_outputs(pipeline, jobs))
-    return RunPlan(pipeline, jobs, out, batch)
+    preflight.check_output_names(pipeline, jobs, out)
+    if not out.dry_run:
+        _sweep(jobs, out, batch.manifest)
+        from convcli.imageio.atomic import RunStamp
+
+        out = replace(out, stamp=RunStamp.new())
+    if len(jobs) > 1:
+        _check_first_input_size(pipeline, jobs, out)
+    return RunPlan(pipeline, jobs, out, batch, replace_manifest, earlier)
 
 
 def execute(
@@ -118,16 +156,23 @@ def execute(
         )  # fmt: skip
         emit(outcome)
         outcomes = [outcome]
-    else:
+    lost: SchedulerLostError | None = None
+    if not run.single:
         b = run.batch
-        outcomes = run_batch(
-            run.pipeline, run.jobs, run.out, workers=b.workers, executor=b.executor.value,
-            scheduler=b.scheduler, on_outcome=emit,
+        try:
+            outcomes = run_batch(
+                run.pipeline, run.jobs, run.out, workers=b.workers,
+                executor=b.executor.value, scheduler=b.scheduler, on_outcome=emit,
+            )  # fmt: skip
+        except SchedulerLostError as exc:  # one line, the manifest, exit 1
+            lost, outcomes = exc, exc.outcomes
+    summary = RunSummary(outcomes, time.perf_counter() - t0, lost)
+    if run.batch.manifest is not None and not summary.too_large:
+        write_manifest(
+            run.batch.manifest, outcomes, run.pipeline, replace=run.replace_manifest,
+            earlier=run.earlier,
         )  # fmt: skip
-    seconds = time.perf_counter() - t0
-    if run.batch.manifest is not None:
-        write_manifest(run.batch.manifest, outcomes, run.pipeline)
-    return RunSummary(outcomes, seconds)
+    return summary
 
 
 def _check_folders(jobs: list[Job], out: str, manifest: Path | None) -> None:
@@ -142,7 +187,9 @@ def _check_folders(jobs: list[Job], out: str, manifest: Path | None) -> None:
     for option, folder in wanted:
         for parent in [folder, *folder.parents]:
             if parent.exists() and not parent.is_dir():
-                raise ParameterError(f"{option}: {parent} is a file, not a folder")
+                raise ParameterError(
+                    f"{printable(option)}: {printable(parent)} is a file, not a folder"
+                )
 
 
 def _named_like_outputs(pipeline: Pipeline, jobs: list[Job]) -> tuple[str, ...]:
@@ -157,3 +204,43 @@ def _named_like_outputs(pipeline: Pipeline, jobs: list[Job]) -> tuple[str, ...]:
 
     tag = f".{safe_name(output_name(pipeline.stages, pipeline.name))}."
     return tuple(j.source for j in jobs if j.source != "-" and tag in Path(j.source).name)
+
+
+def _sweep(jobs: list[Job], out: OutputOptions, manifest: Path | None) -> None:
+    """Remove temporary files that killed runs left in this run's output folders."""
+    from convcli.imageio.atomic import sweep_stale_temps
+
+    folders = [] if out.out == "-" else [j.out_dir for j in jobs]
+    if manifest is not None:
+        folders.append(str(Path(manifest).parent))
+    sweep_stale_temps(folders)
+
+
+def _check_first_input_size(pipeline: Pipeline, jobs: list[Job], out: OutputOptions) -> None:
+    """A batch whose first input would already be over ``--max-output-pixels`` stops at once.
+
+    (Exit 2 before any work, as for a single input; other inputs over the limit
+    fail one by one.)
+    """
+    from convcli.errors import ConvcliError
+    from convcli.pipeline import plan
+    from convcli.run.limits import check_sizes, effective_limit
+    from convcli.run.tiles import image_header
+
+    first = next((j for j in jobs if j.source != "-"), None)
+    if first is None or out.max_output_pixels is None:
+        return
+    header = image_header(first.source, pipeline.gray)  # the header only: no pixels decoded
+    if header is None:
+        return  # the run reports it for that input
+    (c, h, w), channels = header
+    try:
+        if channels.endswith("A") and pipeline.alpha == "drop":
+            c, channels = c - 1, channels[:-1]
+        result = plan(pipeline, (c, h, w), channels)
+        bound = effective_limit(out.max_output_pixels, c * h * w)
+        check_sizes(result, limit=bound, montage=out.montage)
+    except SizeLimitError as exc:
+        raise SizeLimitError(f"{printable(first.source)}: {exc}") from None
+    except ConvcliError:
+        return  # the run reports it for that input

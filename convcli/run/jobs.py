@@ -11,12 +11,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convcli.errors import ConvcliError, ImageError, OutputError
 from convcli.pipeline import Pipeline, Result, output_name, run
 from convcli.run.records import Outcome
 from convcli.vocab import Format
+
+if TYPE_CHECKING:
+    from convcli.imageio.atomic import RunStamp
+    from convcli.run.limits import Limit
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class OutputOptions:
     max_pixels: int | str | None = "default"  # decompression-bomb guard; None lifts it
     #: Other inputs of the batch that an output could be named like (never overwritten).
     protect: tuple[str, ...] = ()
+    #: This run's mark on its files: a task run again may replace what it wrote itself.
+    stamp: RunStamp | None = None
+    #: Most values any one array of the run may hold: "auto", a number, or None (no limit).
+    max_output_pixels: Limit = "auto"
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ def process_one(
     run on that Dask cluster.
     """
     from convcli import imageio
+    from convcli.run.limits import check_image
     from convcli.run.records import pipeline_parameters, result_json
 
     t0 = time.perf_counter()
@@ -114,6 +123,7 @@ def process_one(
         image = imageio.load_image(
             job.source, gray=pipeline.gray, dtype=pipeline.dtype, max_pixels=opts.max_pixels
         )
+        check_image(pipeline, image, limit=opts.max_output_pixels, montage=opts.montage)
         if resume and found is None:  # the file names depend on the image's channels
             found = _existing_outputs(pipeline, job, name, fmt, opts, image)
             if found is not None and found[0]:
@@ -132,7 +142,7 @@ def process_one(
             planned = write_stages(result, name, job, stage_plan, fmt, stages=pipeline.stages)
             imageio.check_outputs(
                 [Path(p) for p in planned],
-                force=stage_force, inputs=[job.source, *opts.protect],
+                force=stage_force, inputs=[job.source, *opts.protect], own=opts.stamp,
             )  # fmt: skip
         maps = result.maps
         if maps is None:  # dry run: an empty stand-in of the right shape
@@ -156,11 +166,12 @@ def process_one(
             params=pipeline_parameters(pipeline),
             dry_run=opts.dry_run,
             **picture_options(pipeline, opts),
+            own=opts.stamp,
         )
         if opts.dry_run:  # say now what the real run would refuse
             imageio.check_outputs(
                 [p for p in write.planned if str(p) != "-"],
-                force=opts.force or redo, inputs=[job.source, *opts.protect],
+                force=opts.force or redo, inputs=[job.source, *opts.protect], own=opts.stamp,
             )  # fmt: skip
         report = result_json(result, write, dry_run=opts.dry_run)
         status = "planned" if opts.dry_run else "done"
@@ -216,35 +227,59 @@ def _existing_outputs(
     ``image`` (a bank applied to maps: the map count depends on the channels).
     None when that cannot be told (no ``image`` yet, or options the run will reject).
     """
-    from convcli.imageio import plan_outputs
-    from convcli.pipeline.engine import plan, prepare, stages_layout
-
     try:
-        if image is None:
-            layout, labels = stages_layout(pipeline.stages)
-            if layout.kind == "image":
-                n_maps = 1
-            elif layout.kind == "bank":
-                n_maps = layout.members
-            elif labels:
-                n_maps = len(labels)
-            else:
-                return None
-        else:
-            x, channels, _ = prepare(image, pipeline)
-            result = plan(pipeline, x.shape, channels)  # type: ignore[arg-type]
-            n_maps, layout, labels = result.out_shape[0], result.layout, result.labels
-        planned = plan_outputs(
-            job.stem, name, n_maps, layout, out=job.out_dir, fmt=fmt, labels=labels,
-            single_file=Path(job.out_file) if job.out_file is not None else None,
-            montage=opts.montage,
-        )  # fmt: skip
+        planned = _planned(pipeline, job, name, fmt, opts, image)
     except (ConvcliError, ValueError):
         return None  # the run itself will report the problem
+    if planned is None:
+        return None
     present = [os.path.isfile(p) for p in planned]
     if all(present):
         return [str(p) for p in planned], False
     return [], any(present)
+
+
+def planned_outputs(
+    pipeline: Pipeline, job: Job, opts: OutputOptions, image: Any = None
+) -> list[Path] | None:
+    """The files :func:`process_one` would write for ``job``, touching nothing.
+
+    Planned from the stages alone when they fix the layout (one picture, a
+    bank, a 4-D layer), else from ``image`` (a bank applied to maps: the map
+    count depends on the channels); None when that cannot be told without the
+    image. Raises :class:`~convcli.errors.ParameterError` for names the writer
+    would refuse (two outputs with one name).
+    """
+    name = output_name(pipeline.stages, pipeline.name)
+    fmt = Format.kept_for(job.source).value if opts.fmt == "keep" else (opts.fmt or "png")
+    return _planned(pipeline, job, name, fmt, opts, image)
+
+
+def _planned(
+    pipeline: Pipeline, job: Job, name: str, fmt: str, opts: OutputOptions, image: Any
+) -> list[Path] | None:
+    from convcli.imageio import plan_outputs
+    from convcli.pipeline.engine import plan, prepare, stages_layout
+
+    if image is None:
+        layout, labels = stages_layout(pipeline.stages)
+        if layout.kind == "image":
+            n_maps = 1
+        elif layout.kind == "bank":
+            n_maps = layout.members
+        elif labels:
+            n_maps = len(labels)
+        else:
+            return None
+    else:
+        x, channels, _ = prepare(image, pipeline)
+        result = plan(pipeline, x.shape, channels)  # type: ignore[arg-type]
+        n_maps, layout, labels = result.out_shape[0], result.layout, result.labels
+    return plan_outputs(
+        job.stem, name, n_maps, layout, out=job.out_dir, fmt=fmt, labels=labels,
+        single_file=Path(job.out_file) if job.out_file is not None else None,
+        montage=opts.montage,
+    )  # fmt: skip
 
 
 def write_stages(
@@ -278,7 +313,7 @@ def write_stages(
             maps, out=job.out_dir, stem=job.stem, name=f"{name}.stage{record.index}-{record.name}",
             fmt=fmt, layout=record.layout, labels=record.labels, range_mode=opts.range_mode,
             bit_depth=opts.bit_depth, montage=opts.montage, force=opts.force or force,
-            inputs=[job.source, *opts.protect], dry_run=opts.dry_run, **look,
+            inputs=[job.source, *opts.protect], dry_run=opts.dry_run, own=opts.stamp, **look,
         )  # fmt: skip
         files += [str(p) for p in (write.planned if opts.dry_run else write.paths)]
     return files

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convcli.errors import OutputError
+from convcli.safety import printable
 
 if TYPE_CHECKING:
     from convcli.imageio import MapImage, WriteResult
@@ -181,28 +183,50 @@ def summary_counts(outcomes: list[Outcome]) -> dict[str, Any]:
     return {**counts, "inputs": len(outcomes)}
 
 
-def write_manifest(path: Path, outcomes: list[Outcome], pipeline: Pipeline) -> None:
-    """JSON Lines, one record per input, written atomically."""
-    import os
-    import tempfile
+def write_manifest(
+    path: Path,
+    outcomes: list[Outcome],
+    pipeline: Pipeline,
+    *,
+    replace: bool = False,
+    earlier: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> None:
+    """JSON Lines, one record per input, written atomically, with the outputs' file mode.
+
+    Without ``replace`` the name is claimed only if no file has it (see
+    :func:`convcli.imageio.atomic.claim`). Records of ``earlier`` (the
+    manifest being resumed) are kept for inputs this run skipped.
+    """
+    from convcli.imageio.atomic import claim, temp_name
+    from convcli.imageio.write import _UMASK
+    from convcli.run import preflight
 
     params = pipeline_parameters(pipeline)
-    text = "".join(json.dumps(o.manifest_line(params)) + "\n" for o in outcomes)
+    records = [o.manifest_line(params) for o in outcomes]
+    if earlier:
+        records = preflight.merge_records(records, list(earlier))
+    text = "".join(json.dumps(r) + "\n" for r in records)
     path = Path(path)
+    shown = printable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = temp_name(path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
+        raise OutputError(f"{shown}: cannot write the manifest ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        claim(tmp, path, replace=replace)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, FileExistsError):
+            raise OutputError(f"{shown}: cannot write the manifest (another process made"
+                              " it meanwhile)") from exc  # fmt: skip
         if isinstance(exc, OSError):
             why = exc.strerror or exc
-            raise OutputError(f"{path}: cannot write the manifest ({why})") from exc
+            raise OutputError(f"{shown}: cannot write the manifest ({why})") from exc
         raise
 
 

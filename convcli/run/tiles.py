@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 WHOLE_FACTOR = 2
 
 
-def _header(path: str, gray: bool) -> tuple[tuple[int, int, int], str] | None:
+def image_header(path: str, gray: bool) -> tuple[tuple[int, int, int], str] | None:
     """``(C, H, W)`` and channel names from the header, without decoding pixels."""
     from PIL import Image
 
@@ -118,7 +118,7 @@ def tiled_reader(pipeline: Pipeline, job: Job, opts: OutputOptions) -> _Reader |
     if job.out_file == "-":
         whole_only.append("-o -")
     if opts.tile is None:
-        header = _header(job.source, pipeline.gray)
+        header = image_header(job.source, pipeline.gray)
         if header is None or whole_only:
             return None
         budget = opts.memory_budget or budget_from_env()
@@ -153,6 +153,7 @@ def process_tiled(
     from convcli import imageio
     from convcli.imageio.write import WriteResult
     from convcli.pipeline.hint import hint_of_stages
+    from convcli.run.limits import check_sizes, effective_limit
     from convcli.run.records import Outcome, pipeline_parameters, result_json
     from convcli.run.stream import write_tiled
 
@@ -167,6 +168,10 @@ def process_tiled(
         run = TiledRun(pipeline, reader, tile=opts.tile, memory_budget=budget)
         result = run.result
         result.input = job.source
+        if opts.max_output_pixels is not None:
+            c, h, w = result.in_shape
+            bound = effective_limit(opts.max_output_pixels, c * h * w)
+            check_sizes(result, limit=bound, montage=opts.montage)
         single = Path(job.out_file) if job.out_file is not None else None
         planned = imageio.plan_outputs(
             job.stem, name, result.out_shape[0], result.layout, out=job.out_dir, fmt=fmt,
