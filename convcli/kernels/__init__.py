@@ -113,7 +113,7 @@ def find_kernel_files(kernel_dirs: Iterable[str | Path] = ()) -> list[Path]:
 def load_kernel(spec: str | os.PathLike[str], *, kernel_dirs: Iterable[str | Path] = ()) -> Kernel:
     """Resolve what a user typed after ``-k`` into a :class:`Kernel`.
 
-    Search order (SPEC §3): a weights file (``.npy``, ``.npz``, ``.safetensors``,
+    Search order: a weights file (``.npy``, ``.npz``, ``.safetensors``,
     ``.onnx``, with an optional ``:NAME``: see :mod:`convcli.kernels.weights`); a path
     to an existing file; a built-in name with
     optional ``:params`` (``gaussian:7:1.5``); ``NAME.yaml`` / ``NAME.yml`` in

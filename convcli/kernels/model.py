@@ -104,23 +104,25 @@ def kernel_rank(w: np.ndarray) -> int:
 
 
 def separable_factors(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(column, row)`` with ``np.outer(column, row) == w`` for a rank-1 kernel, else None.
-
-    The factors are read straight off the weights (a column and a row through the
-    largest tap), so integer kernels give integer factors; when both factors have a
-    non-zero sum, the column is scaled to sum to 1.
+    """``(column, row)`` with ``np.outer(column, row) == w`` for a rank-1 kernel, else None,
+    as a person reads them: :func:`convcli.ops.conv.separable_factors` (the engine's
+    factoring), signed and scaled: read straight off the weights (a column and a
+    row through the largest tap), so integer kernels give integer factors; when both
+    factors have a non-zero sum, the column is scaled to sum to 1.
 
     >>> col, row = separable_factors(np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]))
     >>> col.tolist(), row.tolist()
     ([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
     """
+    from convcli.ops.conv import separable_factors as factor
+
     w = np.asarray(w, dtype=np.float64)
-    if kernel_rank(w) != 1:
+    found = factor(w) if kernel_rank(w) == 1 else None
+    if found is None:
         return None
-    i, j = np.unravel_index(int(np.argmax(np.abs(w))), w.shape)
-    sign = 1.0 if w[i, j] > 0 else -1.0
-    col = sign * w[:, j]
-    row = sign * w[i, :] / w[i, j]
+    col, row = found  # through the largest tap w[i, j]: col = w[:, j], row = w[i, :] / w[i, j]
+    sign = 1.0 if col[int(np.argmax(np.abs(col)))] > 0 else -1.0
+    col, row = sign * col, sign * row
     if row.sum() < -1e-12:  # prefer a row that sums positive: [-1, 0, 1]ᵀ × [1, 1, 1]
         col, row = -col, -row
     cs, rs = float(col.sum()), float(row.sum())

@@ -1,6 +1,6 @@
 """YAML kernel files: a loader whose errors name the file and line, and a linter.
 
-The file format (SPEC §3) is one kernel::
+The file format (README, "YAML kernel files") is one kernel::
 
     name: my-edge            # defaults to the file stem
     description: Horizontal edges, Sobel-like

@@ -204,7 +204,7 @@ def walkthrough(
     """Run one conv (and optionally one pool) on ``patch``, keeping every intermediate.
 
     Options left as None take the kernel's own defaults (its YAML file), then
-    SPEC's, exactly as ``convcli convolve`` resolves them. ``window`` picks the
+    the README's defaults, exactly as ``convcli convolve`` resolves them. ``window`` picks the
     output position worked out by hand (default: the strongest response of map 0).
 
     ``patch`` is in ``units``: ``convolve`` would see ``patch / units.scale``.

@@ -1,4 +1,4 @@
-"""Pipeline files for ``convcli run`` and ``convcli shape`` (SPEC §4).
+"""Pipeline files for ``convcli run`` and ``convcli shape`` (README, "Multi-stage pipelines").
 
 A pipeline file names the stages an image goes through, in order::
 
