@@ -122,9 +122,9 @@ def test_dask_needs_a_scheduler(tmp_path: Path) -> None:
 def test_unreachable_scheduler_is_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import convcli.run.batch
+    import convcli.run.cluster
 
-    monkeypatch.setattr(convcli.run.batch, "DASK_CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(convcli.run.cluster, "DASK_CONNECT_TIMEOUT", 1)
     src = _inputs(tmp_path)
     res = runner.invoke(
         app,

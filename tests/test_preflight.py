@@ -20,10 +20,10 @@ from convcli.run.jobs import OutputOptions
 from convcli.run.preflight import (
     check_manifest,
     check_output_names,
-    merge_records,
     read_manifest,
     skipped_paths,
 )
+from convcli.run.records import merge_records
 
 # --------------------------------------------------------------------------- manifest
 

@@ -35,14 +35,14 @@ from PIL import Image
 
 from convcli.errors import ImageError
 from convcli.imageio._common import CHANNELS, one_line
-from convcli.imageio.limits import DEFAULT, check_pixels, pillow_limit, resolve_max_pixels
-from convcli.imageio.read import (
+from convcli.imageio.decode import (
     _exif_transpose,
     _finish,
     _float_dtype,
     _tile_rawmode,
     _to_array,
 )
+from convcli.imageio.limits import DEFAULT, check_pixels, pillow_limit, resolve_max_pixels
 
 # EXIF orientation → the numpy view that puts the stored array upright (as _orient_array)
 _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from convcli.errors import ParameterError, SchedulerLostError
 from convcli.parallel import cpu_count
 from convcli.pipeline import Pipeline
+from convcli.run import cluster
 from convcli.run.jobs import (
     Job,
     Outcome,
@@ -56,8 +57,6 @@ START_METHOD = "forkserver"
 _PRELOAD = ["convcli.run.jobs", "convcli.imageio", "convcli.run.records", "convcli.run.batch"]
 #: Jobs queued per worker beyond the one it is running (bounded submission).
 _QUEUE_PER_WORKER = 2
-#: Seconds a Dask client waits for the scheduler.
-DASK_CONNECT_TIMEOUT = 10
 
 
 # --------------------------------------------------------------------------- inputs
@@ -481,7 +480,7 @@ def _run_dask(
     except ValueError as exc:
         raise ParameterError(f"--scheduler {scheduler}: not a scheduler address ({exc})") from None
     try:
-        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
+        client = Client(scheduler, timeout=cluster.DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ParameterError(
             f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})"

@@ -107,26 +107,6 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]] | None:
     return records
 
 
-def merge_records(new: list[dict[str, Any]], old: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """This run's manifest records, where an input skipped now keeps its earlier ``done`` record.
-
-    >>> old = [{"input": "a.png", "status": "done", "outputs": ["o/a.k.png"], "maps": [1]}]
-    >>> new = [{"input": "a.png", "status": "skipped", "outputs": ["o/a.k.png"], "maps": []},
-    ...        {"input": "b.png", "status": "done", "outputs": ["o/b.k.png"], "maps": [2]}]
-    >>> [(r["input"], r["status"], r["maps"]) for r in merge_records(new, old)]
-    [('a.png', 'done', [1]), ('b.png', 'done', [2])]
-    """
-    earlier = {r["input"]: r for r in old if r.get("status") == "done"}
-    merged = []
-    for rec in new:
-        before = earlier.get(rec["input"])
-        if rec["status"] == "skipped" and before is not None:
-            if before.get("outputs") == rec["outputs"]:
-                rec = before
-        merged.append(rec)
-    return merged
-
-
 def skipped_paths(out: str, manifest: str | os.PathLike[str] | None) -> list[str]:
     """Paths a folder search must not read as inputs: the output folder and the manifest.
 
@@ -185,7 +165,6 @@ def check_output_names(pipeline: Pipeline, jobs: Sequence[Job], opts: OutputOpti
 __all__ = [
     "check_manifest",
     "check_output_names",
-    "merge_records",
     "read_manifest",
     "skipped_paths",
 ]

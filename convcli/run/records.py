@@ -183,6 +183,26 @@ def summary_counts(outcomes: list[Outcome]) -> dict[str, Any]:
     return {**counts, "inputs": len(outcomes)}
 
 
+def merge_records(new: list[dict[str, Any]], old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This run's manifest records, where an input skipped now keeps its earlier ``done`` record.
+
+    >>> old = [{"input": "a.png", "status": "done", "outputs": ["o/a.k.png"], "maps": [1]}]
+    >>> new = [{"input": "a.png", "status": "skipped", "outputs": ["o/a.k.png"], "maps": []},
+    ...        {"input": "b.png", "status": "done", "outputs": ["o/b.k.png"], "maps": [2]}]
+    >>> [(r["input"], r["status"], r["maps"]) for r in merge_records(new, old)]
+    [('a.png', 'done', [1]), ('b.png', 'done', [2])]
+    """
+    earlier = {r["input"]: r for r in old if r.get("status") == "done"}
+    merged = []
+    for rec in new:
+        before = earlier.get(rec["input"])
+        if rec["status"] == "skipped" and before is not None:
+            if before.get("outputs") == rec["outputs"]:
+                rec = before
+        merged.append(rec)
+    return merged
+
+
 def write_manifest(
     path: Path,
     outcomes: list[Outcome],
@@ -199,12 +219,11 @@ def write_manifest(
     """
     from convcli.imageio.atomic import claim, temp_name
     from convcli.imageio.write import _UMASK
-    from convcli.run import preflight
 
     params = pipeline_parameters(pipeline)
     records = [o.manifest_line(params) for o in outcomes]
     if earlier:
-        records = preflight.merge_records(records, list(earlier))
+        records = merge_records(records, list(earlier))
     text = "".join(json.dumps(r) + "\n" for r in records)
     path = Path(path)
     shown = printable(path)

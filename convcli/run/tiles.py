@@ -28,6 +28,7 @@ from convcli.pipeline.tiles import (
     TiledRun,
     budget_from_env,
 )
+from convcli.run import cluster
 from convcli.vocab import Format
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def process_tiled(
             source = None
             client = None
             if scheduler:
-                client = connect(scheduler)
+                client = cluster.connect(scheduler)
                 source = dask_tiles(client, run, pipeline, job.source, opts)
             try:
                 streamed = write_tiled(
@@ -237,24 +238,6 @@ def process_tiled(
 
 
 # --------------------------------------------------------------------------- dask
-
-
-def connect(scheduler: str) -> Any:
-    """A client of the Dask scheduler at ``scheduler`` (ParameterError when unreachable)."""
-    from convcli.run.batch import DASK_CONNECT_TIMEOUT
-
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ParameterError(
-            "--executor dask needs dask.distributed: pip install 'convcli[dask]'"
-        ) from None
-    try:
-        return Client(scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ParameterError(
-            f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})"
-        ) from None
 
 
 def dask_tiles(
