@@ -46,6 +46,7 @@ from convcli.ops.padding import pad2d
 from convcli.ops.pool import pool2d
 from convcli.pipeline.engine import ConvStage, Pipeline, PoolStage, plan
 from convcli.shapes import StageGeometry, as_pair, conv_geometry, pool_geometry
+from convcli.vocab import PoolOp
 
 #: Patch of samples/camera.png with a dark-to-bright vertical edge (row, col of its centre).
 CAMERA_EDGE = (207, 177)
@@ -345,10 +346,8 @@ def _window(
 
 def _pool_walk(y: np.ndarray, op: str, popts: dict[str, Any]) -> PoolWalk:
     pooled = _chw(pool2d(y, op, **popts))
-    other_op = {
-        "max": "avg", "avg": "max", "min": "max", "global-max": "global-avg",
-        "global-avg": "global-max",
-    }[op]  # fmt: skip
+    contrast = {"max": "avg", "avg": "max", "global-max": "global-avg", "global-avg": "global-max"}
+    other_op = contrast.get(op, "global-max" if PoolOp.parse(op).is_global else "max")
     other = _chw(pool2d(y, other_op, **popts))
     geom = pool_geometry(
         y.shape, op=op, size=popts["size"], stride=popts["stride"], padding=popts["padding"],
