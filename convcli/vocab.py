@@ -348,5 +348,6 @@ _WHAT = {
 _SPELLINGS: dict[str, dict[str, str]] = {
     "Activation": {"leakyrelu": "leaky-relu"},
     "Format": {"tif": "tiff", "jpg": "jpeg"},
+    "RangeMode": {"identity": "clip"},  # the old name
     "Colormap": {"grey": "gray", "greys": "gray", "rd-bu": "rdbu"},
 }

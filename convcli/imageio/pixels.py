@@ -6,7 +6,6 @@ import numpy as np
 
 from convcli.errors import ParameterError
 from convcli.imageio.tone import (
-    RANGE_WORDS,
     Extent,
     Hint,
     RangeSpec,
@@ -16,11 +15,12 @@ from convcli.imageio.tone import (
     parse_range,
     with_counts,
 )
+from convcli.vocab import RangeMode
 
 #: Float -> pixel mapping words accepted by :func:`to_pixels` (``identity`` is ``clip``
 #: by its old name); ``LO,HI`` and ``pLO,pHI`` are accepted too
 #: (:func:`~convcli.imageio.tone.parse_range`).
-RANGE_MODES = RANGE_WORDS
+RANGE_MODES = tuple(RangeMode.choices())
 
 #: The mapping a picture was made with (:class:`~convcli.imageio.tone.ToneMap`; the old name).
 MapImage = ToneMap

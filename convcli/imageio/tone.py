@@ -40,10 +40,8 @@ from typing import Any, Literal
 import numpy as np
 
 from convcli.errors import ParameterError
+from convcli.vocab import RangeMode
 
-#: ``--range`` words (besides ``LO,HI`` numbers and ``pLO,pHI`` percentiles).
-#: ``identity`` is the old name of ``clip`` and still accepted.
-RANGE_WORDS = ("auto", "clip", "minmax", "abs", "offset", "identity")
 #: What a result is, for ``auto``.
 Hint = Literal["image", "signed", "nonneg"]
 HINTS: tuple[Hint, ...] = ("image", "signed", "nonneg")
@@ -114,10 +112,13 @@ RangeSpec(mode='percentile', lo=1.0, hi=99.5))
     if isinstance(value, RangeSpec):
         return value
     text = str(value).strip().lower()
-    if text in RANGE_WORDS:
-        return RangeSpec("clip" if text == "identity" else text)
+    if "," not in text:
+        try:  # a word of convcli.vocab.RangeMode (``identity``: the old name of clip)
+            return RangeSpec(RangeMode.parse(text).value)
+        except ParameterError:
+            pass
     hint = (
-        "use auto, clip, minmax, abs, offset, LO,HI (values, e.g. -1,1) or pLO,pHI"
+        f"use {', '.join(RangeMode.choices())}, LO,HI (values, e.g. -1,1) or pLO,pHI"
         " (percentiles, e.g. p1,p99)"
     )
     parts = [p.strip() for p in text.split(",")]
@@ -502,7 +503,6 @@ def _blank_cause(stage_options: Sequence[Mapping[str, Any]], zero: bool) -> str:
 __all__ = [
     "HINTS",
     "RANGE_SCOPES",
-    "RANGE_WORDS",
     "TONE_KINDS",
     "Extent",
     "Hint",

@@ -58,6 +58,7 @@ from convcli.imageio.write import (
     _plan,
     check_outputs,
 )
+from convcli.vocab import Format
 
 if TYPE_CHECKING:
     from convcli.pipeline.tiles import ProgressCallback, Rect, TiledRun
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 #: Tile size of streamed TIFF files.
 TIFF_TILE = 256
 #: Formats :func:`write_tiled` can stream.
-STREAM_FORMATS = ("png", "tiff", "npy")
+STREAM_FORMATS = (Format.png.value, Format.tiff.value, Format.npy.value)
 
 TileSource = Callable[[], Iterator[tuple["Rect", np.ndarray]]]
 
