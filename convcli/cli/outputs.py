@@ -143,11 +143,10 @@ def _run_single(plan: RunPlan, o: OutputArgs) -> int:
     from convcli.cli.tile_progress import TileProgressBar
     from convcli.run.execute import execute
 
-    _, err = _consoles(o.out == "-")
-    with TileProgressBar(plan.jobs[0].source, console=err, enabled=not o.quiet) as bar:
+    # no console yet: Rich loads only when something is printed (not under -q)
+    with TileProgressBar(plan.jobs[0].source, enabled=not o.quiet) as bar:
         summary = execute(plan, on_progress=bar)
     outcome = summary.outcomes[0]
-    con, _ = _consoles(o.out == "-")
     if outcome.status == "failed":
         if outcome.exception is not None and traceback_wanted():
             raise outcome.exception
@@ -155,10 +154,12 @@ def _run_single(plan: RunPlan, o: OutputArgs) -> int:
     elif o.json:
         print(json_text(outcome.report or {}, indent=2))
     elif not o.quiet and outcome.result is not None:
+        con, _ = _consoles(o.out == "-")
         _print_single(con, outcome, o, plan.pipeline.stages)
     elif not o.quiet:  # skipped (--skip-existing): nothing was computed
         from rich.markup import escape
 
+        con, _ = _consoles(o.out == "-")
         files = printable(", ".join(outcome.outputs))
         con.print(escape(f"{printable(outcome.input)}: {outcome.status} ({files})"))
     return int(summary.exit_code)

@@ -8,11 +8,12 @@ Nothing is shown until the first tile is done, so an image that runs whole
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:  # Rich and the tile engine load only when a tiled run reports progress
+    from rich.console import Console
 
-from convcli.pipeline.tiles import TileProgress
+    from convcli.pipeline.tiles import TileProgress
 
 _PHASES = {"scan": "statistics", "write": "writing", "compute": "computing"}
 
@@ -47,6 +48,8 @@ class TileProgressBar:
         if not self.enabled:
             return
         if self._console is None:
+            from rich.console import Console
+
             self._console = Console(stderr=True, highlight=False)
         if self._plain is None:
             self._plain = not self._console.is_terminal
