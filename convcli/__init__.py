@@ -1,6 +1,6 @@
 """convcli: 2-D convolution and pooling with CNN semantics, for real image files.
 
-The numeric core is importable without Rich or Typer::
+The numeric core is importable without Rich or click::
 
     from convcli import conv2d, pool2d, load_kernel, read_image, write_feature_maps
 """

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
-from typer.testing import CliRunner
 
 from convcli.cli import animate, app
 from convcli.cli.animate import frame_count, frames, layout, render, save_animation

@@ -1,6 +1,6 @@
 """``convcli convolve`` on real image files, as a user runs it.
 
-Three ways in: the Typer app through ``CliRunner`` (success paths, files and
+Three ways in: the click app through ``CliRunner`` (success paths, files and
 values), :func:`convcli.cli.main` in-process (the error → exit code mapping),
 and the installed console script in a subprocess (stdin/stdout with binary
 data, the red error line, ``--traceback``). Every test works in its own
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
-from typer.testing import CliRunner
 
 from convcli import conv2d
 from convcli.cli import app, main
@@ -36,7 +36,7 @@ ENV = {"COLUMNS": "100", "NO_COLOR": "1", "CONVCLI_KERNEL_PATH": ""}
 
 
 def cli(*args: Any, input: bytes | None = None):  # noqa: ANN201 - click's Result
-    """Run the Typer app in-process (errors that reach main() are not mapped here)."""
+    """Run the click app in-process (errors that reach main() are not mapped here)."""
     return CliRunner().invoke(app, [str(a) for a in args], env=ENV, input=input)
 
 

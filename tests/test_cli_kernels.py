@@ -1,4 +1,4 @@
-"""``convcli kernels list | show | validate`` through the real Typer app."""
+"""``convcli kernels list | show | validate`` through the real click app."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from convcli.cli import app
 from convcli.errors import KernelError

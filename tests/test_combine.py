@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 from scipy import ndimage
-from typer.testing import CliRunner
 
 from convcli import conv2d
 from convcli.cli import app

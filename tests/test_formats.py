@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
-from typer.testing import CliRunner
 
 from convcli.cli import app, main
 from convcli.errors import ParameterError

@@ -1,6 +1,6 @@
-"""Every command's --help, as a new user reads it at 80 columns, under the installed Typer.
+"""Every command's --help, as a new user reads it at 80 columns, under the installed click.
 
-.ci/run runs this file again under the lowest Typer the project allows, so the
+.ci/run runs this file again under the lowest click the project allows, so the
 help reads the same under both ends of the pinned range.
 """
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
-from typer.testing import CliRunner
 
 from convcli.cli import app
 from convcli.cli.narrow import ByWidth

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
-from typer.testing import CliRunner
 
 from convcli.cli import app, main
 from convcli.imageio import load_image
@@ -169,7 +169,7 @@ def test_peak_memory_of_a_large_run_stays_under_the_budget(tmp_path: Path) -> No
     """A 6000×6000 image with a 64 MiB budget: peak RSS grows by less than the budget.
 
     The same command on a 64×64 image gives the process's fixed cost (interpreter,
-    numpy, OpenCV, Pillow, Typer, Rich); the large run may add at most the budget.
+    numpy, OpenCV, Pillow, click, Rich); the large run may add at most the budget.
     Measured: 73 MiB for the small image, 124 MiB for the large one; the whole-image
     path takes 381 MiB on it.
     """

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
-from typer.testing import CliRunner
 
 from convcli import conv2d
 from convcli.cli import app

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
-from typer.testing import CliRunner
 
 from convcli.cli import app
 from convcli.errors import KernelError

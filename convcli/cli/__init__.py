@@ -1,4 +1,4 @@
-"""The command line: Typer commands, option parsing, Rich reports, exit codes."""
+"""The command line: click commands, option parsing, Rich reports, exit codes."""
 
 from convcli.cli.app import app, main
 

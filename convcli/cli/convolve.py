@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import typer
+import click
 
 from convcli.cli.options import (
     ActivationOpt,
@@ -35,7 +35,7 @@ from convcli.vocab import Alpha, DType
 
 @with_output_options
 def convolve(
-    ctx: typer.Context,
+    ctx: click.Context,
     inputs: Inputs,
     kernel: Kernels,
     kernel_dir: KernelDirs = None,

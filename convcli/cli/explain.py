@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
+from convcli.cli.declare import Option
 from convcli.cli.options import (
     ActivationOpt,
     Bias,
@@ -41,7 +40,7 @@ def explain(
     activation: ActivationOpt = None,
     pool: Annotated[
         str,
-        typer.Option(
+        Option(
             "--pool",
             metavar="OP",
             show_default=False,
@@ -56,7 +55,7 @@ def explain(
     count_include_pad: CountPad = True,
     input_file: Annotated[
         Path | None,
-        typer.Option(
+        Option(
             "--input",
             "-i",
             metavar="FILE",
@@ -68,13 +67,13 @@ def explain(
     ] = None,
     size: Annotated[
         str,
-        typer.Option(
+        Option(
             "--size", metavar="N|H,W", help="Patch size, 2 to 12 [default: 6].", show_default=False
         ),
     ] = "6",
     at: Annotated[
         str | None,
-        typer.Option(
+        Option(
             "--at",
             metavar="ROW,COL",
             help="ROW,COL of the patch's top-left corner in --input.",
@@ -83,7 +82,7 @@ def explain(
     ] = None,
     window: Annotated[
         str | None,
-        typer.Option(
+        Option(
             "--window",
             metavar="ROW,COL",
             help="ROW,COL of the output value to work out by hand"
@@ -94,7 +93,7 @@ def explain(
     json_: Json = False,
     animate: Annotated[
         Path | None,
-        typer.Option(
+        Option(
             "--animate",
             metavar="FILE",
             dir_okay=False,
@@ -103,7 +102,7 @@ def explain(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="With --animate: overwrite an existing FILE.")
+        bool, Option("--force", help="With --animate: overwrite an existing FILE.")
     ] = False,
 ) -> None:
     """Walk one conv layer (and pooling) through a tiny patch, number by number.

@@ -1,6 +1,6 @@
 """``convcli kernels list | show | validate``.
 
-Only typer is imported at module level, so ``convcli --help`` stays fast; numpy,
+Only click is imported at module level, so ``convcli --help`` stays fast; numpy,
 Rich and the kernel code are imported inside the commands.
 """
 
@@ -9,15 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import typer
+import click
 
-from convcli.cli.helptext import Command
+from convcli.cli.declare import Argument, Option, group, subcommand
 from convcli.cli.options import KernelDirs, word_parser
 from convcli.vocab import GridScale
 
-app = typer.Typer(
-    help="List, show and validate kernels.", no_args_is_help=True, rich_markup_mode=None
-)
+app = group("kernels", help="List, show and validate kernels.")
 
 
 def _console():  # noqa: ANN202 - Rich is imported lazily
@@ -26,7 +24,7 @@ def _console():  # noqa: ANN202 - Rich is imported lazily
     return Console(highlight=False)
 
 
-@app.command("list", cls=Command, short_help="The built-in kernels and the kernel files found.")
+@subcommand(app, "list", short_help="The built-in kernels and the kernel files found.")
 def list_kernels(kernel_dirs: KernelDirs = None) -> None:
     """List the built-in kernels and the YAML kernel files in the search folders."""
     from rich.text import Text
@@ -77,11 +75,11 @@ def _fitting(title: str, rows: list) -> object:  # noqa: ANN001 - Rich is import
 MAX_HEATMAPS = 64
 
 
-@app.command("show", cls=Command, short_help="A kernel's weights, sum, rank and symmetry.")
+@subcommand(app, "show", short_help="A kernel's weights, sum, rank and symmetry.")
 def show(
     name: Annotated[
         str,
-        typer.Argument(
+        Argument(
             help="Built-in (gaussian:7:1.5), file, NAME.yaml stem, or weights: FILE.npy,"
             " FILE.npz:NAME, FILE.safetensors:NAME, FILE.onnx[:NODE].",
             metavar="NAME",
@@ -90,7 +88,7 @@ def show(
     kernel_dirs: KernelDirs = None,
     png: Annotated[
         Path | None,
-        typer.Option(
+        Option(
             "--png",
             metavar="FILE",
             dir_okay=False,
@@ -101,7 +99,7 @@ def show(
     ] = None,
     scale: Annotated[
         GridScale,
-        typer.Option(
+        Option(
             "--scale",
             parser=word_parser(GridScale, "--scale"),
             metavar="filter|layer",
@@ -110,7 +108,7 @@ def show(
             " for the whole layer [default: filter].",
         ),
     ] = GridScale.filter,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the --png file.")] = False,
+    force: Annotated[bool, Option("--force", help="Overwrite the --png file.")] = False,
 ) -> None:
     """Show a kernel's weights as a heatmap, with its sum, rank and symmetry.
 
@@ -157,15 +155,13 @@ def show(
         )
 
 
-@app.command("validate", cls=Command, short_help="Check kernel files: one line per finding.")
+@subcommand(app, "validate", short_help="Check kernel files: one line per finding.")
 def validate(
-    files: Annotated[
-        list[Path], typer.Argument(help="YAML kernel files to check.", metavar="FILE")
-    ],
+    files: Annotated[list[Path], Argument(help="YAML kernel files to check.", metavar="FILE")],
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only errors and warnings, no info lines.")
+        bool, Option("--quiet", "-q", help="Only errors and warnings, no info lines.")
     ] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 2 on warnings too.")] = False,
+    strict: Annotated[bool, Option("--strict", help="Exit 2 on warnings too.")] = False,
 ) -> None:
     """Lint kernel files: one line per finding, file:line: severity: message.
 
@@ -195,4 +191,4 @@ def validate(
     )
     Console(stderr=True, highlight=False).print(summary, style="dim")
     if counts["error"] or (strict and counts["warning"]):
-        raise typer.Exit(code=2)
+        raise click.exceptions.Exit(code=2)

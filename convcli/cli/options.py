@@ -19,8 +19,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import typer
+import click
 
+from convcli.cli.declare import Argument, Option
 from convcli.vocab import (
     Alpha,
     Colormap,
@@ -43,17 +44,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _parser(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``fn`` raising ``typer.BadParameter``, so every Typer shows convcli's message."""
-    from convcli.errors import ConvcliError
-
-    @functools.wraps(fn)
-    def parse(value: Any) -> Any:
-        try:
-            return fn(value)
-        except ConvcliError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return parse
+    """``fn`` as a ``parser=``: the convcli error it raises is the usage error's message."""
+    return fn
 
 
 def _word(words: type[Word], option: str) -> Callable[[str], Any]:
@@ -186,7 +178,7 @@ padding_parser = _parser(_padding)
 
 Inputs = Annotated[
     list[str],
-    typer.Argument(
+    Argument(
         help="Image files, folders of images, or - for stdin.",
         metavar="INPUT",
         show_default=False,
@@ -194,7 +186,7 @@ Inputs = Annotated[
 ]
 Kernels = Annotated[
     list[str],
-    typer.Option(
+    Option(
         "--kernel",
         "-k",
         metavar="KERNEL",
@@ -206,7 +198,7 @@ Kernels = Annotated[
 ]
 OptKernels = Annotated[
     list[str] | None,
-    typer.Option(
+    Option(
         "--kernel",
         "-k",
         metavar="KERNEL",
@@ -216,7 +208,7 @@ OptKernels = Annotated[
 ]
 KernelDirs = Annotated[
     list[Path] | None,
-    typer.Option(
+    Option(
         "--kernel-dir",
         "-K",
         metavar="DIR",
@@ -231,7 +223,7 @@ KernelDirs = Annotated[
 
 Stride = Annotated[
     Any,
-    typer.Option(
+    Option(
         parser=pair_parser("stride"),
         metavar="S|SH,SW",
         show_default=False,
@@ -240,7 +232,7 @@ Stride = Annotated[
 ]
 Padding = Annotated[
     Any,
-    typer.Option(
+    Option(
         parser=padding_parser,
         metavar="PAD",
         show_default=False,
@@ -249,7 +241,7 @@ Padding = Annotated[
 ]
 PadModeOpt = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--pad-mode",
         parser=word_parser(PadMode, "--pad-mode"),
         metavar=_metavar(PadMode),
@@ -259,7 +251,7 @@ PadModeOpt = Annotated[
 ]
 PadValue = Annotated[
     float,
-    typer.Option(
+    Option(
         "--pad-value",
         metavar="V",
         show_default=False,
@@ -268,17 +260,17 @@ PadValue = Annotated[
 ]
 Dilation = Annotated[
     Any,
-    typer.Option(
+    Option(
         parser=pair_parser("dilation"),
         metavar="D|DH,DW",
         show_default=False,
         help="Spacing between kernel taps [default: 1].",
     ),
 ]
-Flip = Annotated[bool, typer.Option("--flip", help="True convolution: rotate the kernel by 180°.")]
+Flip = Annotated[bool, Option("--flip", help="True convolution: rotate the kernel by 180°.")]
 Bias = Annotated[
     Any,
-    typer.Option(
+    Option(
         parser=_parser(_bias),
         metavar="B|B1,B2,...",
         show_default=False,
@@ -287,7 +279,7 @@ Bias = Annotated[
 ]
 CombineOpt = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--combine",
         parser=word_parser(CombineOp, "--combine"),
         metavar="OP",
@@ -299,7 +291,7 @@ CombineOpt = Annotated[
 ]
 ActivationOpt = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--activation",
         parser=_parser(_activation),
         metavar="NAME",
@@ -309,7 +301,7 @@ ActivationOpt = Annotated[
 ]
 Groups = Annotated[
     Any,
-    typer.Option(
+    Option(
         parser=positive_parser("--groups"),
         metavar="G",
         show_default=False,
@@ -319,14 +311,14 @@ Groups = Annotated[
 
 Until = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--until", show_default=False, metavar="NODE",
         help="ONNX model: stop after this node (its name or its output's name).",
     ),
 ]  # fmt: skip
 NormalizeOpt = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--normalize", parser=_parser(lambda t: _normalize(t)), show_default=False,
         metavar="MEAN,STD|imagenet",
         help="Feed stage 1 (x - mean) / std of the 0–1 image: MEAN,STD for all channels,"
@@ -338,7 +330,7 @@ NormalizeOpt = Annotated[
 
 AlphaOpt = Annotated[
     Alpha,
-    typer.Option(
+    Option(
         "--alpha",
         parser=word_parser(Alpha, "--alpha"),
         metavar=_metavar(Alpha),
@@ -346,10 +338,10 @@ AlphaOpt = Annotated[
         help="What transparency does [default: premultiply].",
     ),
 ]
-Gray = Annotated[bool, typer.Option("--gray", help="Convert to grey (ITU-R 601-2 luma) first.")]
+Gray = Annotated[bool, Option("--gray", help="Convert to grey (ITU-R 601-2 luma) first.")]
 DTypeOpt = Annotated[
     DType,
-    typer.Option(
+    Option(
         "--dtype",
         parser=word_parser(DType, "--dtype"),
         metavar=_metavar(DType),
@@ -362,7 +354,7 @@ DTypeOpt = Annotated[
 
 PoolAfter = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--pool",
         parser=word_parser(PoolOp, "--pool"),
         metavar="OP",
@@ -372,7 +364,7 @@ PoolAfter = Annotated[
 ]
 PoolOpOpt = Annotated[
     PoolOp,
-    typer.Option(
+    Option(
         "--op",
         parser=word_parser(PoolOp, "--op"),
         metavar="OP",
@@ -382,7 +374,7 @@ PoolOpOpt = Annotated[
 ]
 PoolSize = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--pool-size",
         parser=pair_parser("pool size"),
         metavar="K|KH,KW",
@@ -392,7 +384,7 @@ PoolSize = Annotated[
 ]
 PoolStride = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--pool-stride",
         parser=pair_parser("pool stride"),
         metavar="S|SH,SW",
@@ -402,7 +394,7 @@ PoolStride = Annotated[
 ]
 PoolPadding = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--pool-padding",
         parser=padding_parser,
         metavar="PAD",
@@ -412,11 +404,11 @@ PoolPadding = Annotated[
 ]
 CeilMode = Annotated[
     bool,
-    typer.Option("--ceil-mode", help="Round the pooled size up (keep a last partial window)."),
+    Option("--ceil-mode", help="Round the pooled size up (keep a last partial window)."),
 ]
 CountPad = Annotated[
     bool,
-    typer.Option(
+    Option(
         "--count-include-pad/--no-count-include-pad",
         show_default=False,
         help="avg: count padding in the divisor [default: count it].",
@@ -425,7 +417,7 @@ CountPad = Annotated[
 
 # --------------------------------------------------------------------------- output and batch
 
-Json = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")]
+Json = Annotated[bool, Option("--json", help="Print the report as JSON on stdout.")]
 
 
 @dataclass(frozen=True)
@@ -472,7 +464,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "out": (
         Annotated[
             str,
-            typer.Option(
+            Option(
                 "--out",
                 "-o",
                 show_default=False,
@@ -486,7 +478,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "fmt": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--format",
                 show_default=False,
                 parser=word_parser(Format, "--format"),
@@ -501,7 +493,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "bit_depth": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--bit-depth",
                 parser=_parser(_bit_depth),
                 metavar="8|16",
@@ -515,7 +507,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "range_mode": (
         Annotated[
             str,
-            typer.Option(
+            Option(
                 "--range",
                 parser=_parser(_range),
                 metavar="MODE|LO,HI|pLO,pHI",
@@ -531,7 +523,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "range_scope": (
         Annotated[
             RangeScope,
-            typer.Option(
+            Option(
                 "--range-scope",
                 parser=word_parser(RangeScope, "--range-scope"),
                 metavar="file|input",
@@ -545,7 +537,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "cmap": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--cmap",
                 parser=word_parser(Colormap, "--cmap"),
                 metavar="NAME",
@@ -558,7 +550,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "threshold": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--threshold",
                 parser=_parser(_threshold),
                 metavar="T|otsu",
@@ -572,7 +564,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "quality": (
         Annotated[
             int,
-            typer.Option(
+            Option(
                 "--quality",
                 parser=_parser(_quality),
                 metavar="1-100",
@@ -585,7 +577,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "compression": (
         Annotated[
             Compression,
-            typer.Option(
+            Option(
                 "--compression",
                 parser=word_parser(Compression, "--compression"),
                 metavar=_metavar(Compression),
@@ -598,60 +590,52 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "colorbar": (
         Annotated[
             bool,
-            typer.Option("--colorbar", help="Add a colour bar with its values to the montage."),
+            Option("--colorbar", help="Add a colour bar with its values to the montage."),
         ],
         False,
     ),
     "montage": (
         Annotated[
             bool,
-            typer.Option(
-                "--montage", help="Also write one grid picture with a labelled tile per map."
-            ),
+            Option("--montage", help="Also write one grid picture with a labelled tile per map."),
         ],
         False,
     ),
     "force": (
-        Annotated[
-            bool, typer.Option("--force", help="Overwrite existing outputs (never an input).")
-        ],
+        Annotated[bool, Option("--force", help="Overwrite existing outputs (never an input).")],
         False,
     ),
     "skip_existing": (
         Annotated[
             bool,
-            typer.Option(
-                "--skip-existing", help="Skip inputs whose outputs all exist (resume a batch)."
-            ),
+            Option("--skip-existing", help="Skip inputs whose outputs all exist (resume a batch)."),
         ],
         False,
     ),
     "preview": (
-        Annotated[bool, typer.Option("--preview", help="Draw the result in the terminal.")],
+        Annotated[bool, Option("--preview", help="Draw the result in the terminal.")],
         False,
     ),
     "json": (Json, False),
     "dry_run": (
         Annotated[
             bool,
-            typer.Option(
-                "--dry-run", help="Report shapes and file names; compute and write nothing."
-            ),
+            Option("--dry-run", help="Report shapes and file names; compute and write nothing."),
         ],
         False,
     ),
     "quiet": (
-        Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")],
+        Annotated[bool, Option("--quiet", "-q", help="Print nothing but errors.")],
         False,
     ),
     "recursive": (
-        Annotated[bool, typer.Option("--recursive", "-r", help="Search folders recursively.")],
+        Annotated[bool, Option("--recursive", "-r", help="Search folders recursively.")],
         False,
     ),
     "include": (
         Annotated[
             list[str] | None,
-            typer.Option(
+            Option(
                 "--include",
                 show_default=False,
                 metavar="GLOB",
@@ -663,7 +647,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "exclude": (
         Annotated[
             list[str] | None,
-            typer.Option(
+            Option(
                 "--exclude",
                 show_default=False,
                 metavar="GLOB",
@@ -675,7 +659,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "workers": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--workers",
                 "-j",
                 show_default=False,
@@ -689,7 +673,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "manifest": (
         Annotated[
             Path | None,
-            typer.Option(
+            Option(
                 "--manifest",
                 show_default=False,
                 metavar="FILE",
@@ -702,7 +686,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "executor": (
         Annotated[
             Executor,
-            typer.Option(
+            Option(
                 "--executor",
                 show_default=False,
                 parser=word_parser(Executor, "--executor"),
@@ -715,7 +699,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "scheduler": (
         Annotated[
             str | None,
-            typer.Option(
+            Option(
                 "--scheduler",
                 show_default=False,
                 metavar="ADDRESS",
@@ -727,7 +711,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "tile": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--tile",
                 parser=positive_parser("--tile"),
                 metavar="N",
@@ -741,7 +725,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "memory_budget": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--memory-budget",
                 parser=_parser(_bytes),
                 metavar="SIZE",
@@ -756,7 +740,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "max_pixels": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--max-pixels",
                 parser=_parser(_max_pixels),
                 metavar="N|none",
@@ -770,7 +754,7 @@ _OUTPUT_PARAMS: dict[str, tuple[Any, Any]] = {
     "max_output_pixels": (
         Annotated[
             Any,
-            typer.Option(
+            Option(
                 "--max-output-pixels",
                 parser=_parser(_limit),
                 metavar="N|auto|none",
@@ -790,8 +774,8 @@ assert set(_OUTPUT_PARAMS) == {f.name for f in fields(OutputArgs)} - {"given"}
 def with_output_options(command: F) -> F:
     """Add the shared output and batch options to ``command``, passed as ``outputs: OutputArgs``.
 
-    The command declares ``ctx: typer.Context`` and ``outputs: OutputArgs`` last;
-    Typer sees one parameter per field instead.
+    The command declares ``ctx: click.Context`` and ``outputs: OutputArgs`` last;
+    the command line sees one option per field instead.
     """
     sig = inspect.signature(command, eval_str=True)
     own = [p for name, p in sig.parameters.items() if name != "outputs"]
@@ -802,23 +786,18 @@ def with_output_options(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        ctx: typer.Context = kwargs["ctx"]
+        ctx: click.Context = kwargs["ctx"]
         values = {name: kwargs.pop(name) for name in _OUTPUT_PARAMS}
         values["include"] = tuple(values["include"] or ())
         values["exclude"] = tuple(values["exclude"] or ())
-        given = frozenset(name for name in _OUTPUT_PARAMS if _given(ctx, name))
-        return command(**kwargs, outputs=OutputArgs(**values, given=given))
+        named = frozenset(name for name in _OUTPUT_PARAMS if given(ctx, name))
+        return command(**kwargs, outputs=OutputArgs(**values, given=named))
 
     wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {
-        **{p.name: p.annotation for p in own},
-        **{name: ann for name, (ann, _) in _OUTPUT_PARAMS.items()},
-        "return": sig.return_annotation,
-    }
-    del wrapper.__wrapped__  # Typer must read the new signature, not the command's
+    del wrapper.__wrapped__  # the command is built from the new signature, not the command's
     return wrapper  # type: ignore[return-value]
 
 
-def _given(ctx: typer.Context, param: str) -> bool:
+def given(ctx: click.Context, param: str) -> bool:
     source = ctx.get_parameter_source(param)
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")

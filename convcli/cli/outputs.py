@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
 from convcli.cli.console import error_line, traceback_wanted
 from convcli.cli.options import OutputArgs
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def run_command(
     pipeline: Pipeline, inputs: Sequence[str], o: OutputArgs, *, save_stages: bool = False
 ) -> None:
-    """Check, run and report; a failed input ends in ``typer.Exit(1)``. Usage errors raise
+    """Check, run and report; a failed input ends in exit code 1. Usage errors raise
     before any work."""
     from convcli.run.execute import BatchOptions, plan_run
     from convcli.run.jobs import OutputOptions
@@ -65,7 +65,7 @@ def run_command(
     _check_one_file(pipeline, o, fmt)
     code = _run_single(plan, o) if plan.single else _run_batch(plan, o)
     if code:
-        raise typer.Exit(code)
+        raise click.exceptions.Exit(code)
 
 
 def _check_out(o: OutputArgs) -> Format | None:

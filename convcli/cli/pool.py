@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import typer
+import click
 
+from convcli.cli.declare import Option
 from convcli.cli.options import (
     AlphaOpt,
     CeilMode,
@@ -23,24 +24,24 @@ from convcli.vocab import Alpha, DType, PoolOp
 
 Size = Annotated[
     Any,
-    typer.Option("--size", parser=pair_parser("pool size"), metavar="K|KH,KW", show_default=False,
+    Option("--size", parser=pair_parser("pool size"), metavar="K|KH,KW", show_default=False,
                  help="The window [default: 2]."),
 ]  # fmt: skip
 Stride = Annotated[
     Any,
-    typer.Option("--stride", parser=pair_parser("pool stride"), metavar="S|SH,SW",
+    Option("--stride", parser=pair_parser("pool stride"), metavar="S|SH,SW",
                  show_default=False, help="Step between windows [default: the window size]."),
 ]  # fmt: skip
 Padding = Annotated[
     Any,
-    typer.Option("--padding", parser=padding_parser, metavar="PAD", show_default=False,
+    Option("--padding", parser=padding_parser, metavar="PAD", show_default=False,
                  help="P, PH,PW, valid or same [default: 0]."),
 ]  # fmt: skip
 
 
 @with_output_options
 def pool(
-    ctx: typer.Context,
+    ctx: click.Context,
     inputs: Inputs,
     op: PoolOpOpt = PoolOp.max,
     size: Size = "2",

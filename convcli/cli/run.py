@@ -5,20 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
+import click
 
+from convcli.cli.declare import Argument, Option
 from convcli.cli.options import (
     Inputs,
     KernelDirs,
     NormalizeOpt,
     OutputArgs,
     Until,
+    given,
     with_output_options,
 )
 
 PipelineArg = Annotated[
     Path,
-    typer.Argument(
+    Argument(
         help="A pipeline YAML file (name, gray, stages, output), or an ONNX model (.onnx):"
         " its leading chain of supported layers.",
         exists=True, dir_okay=False, show_default=False, metavar="PIPELINE",
@@ -26,7 +28,7 @@ PipelineArg = Annotated[
 ]  # fmt: skip
 SaveStages = Annotated[
     bool,
-    typer.Option(
+    Option(
         "--save-stages",
         help="Also write every stage's maps as <stem>.<name>.stage<i>-<stage>.<ext>.",
     ),
@@ -35,7 +37,7 @@ SaveStages = Annotated[
 
 @with_output_options
 def run(
-    ctx: typer.Context,
+    ctx: click.Context,
     pipeline_file: PipelineArg,
     inputs: Inputs,
     kernel_dir: KernelDirs = None,
@@ -69,7 +71,7 @@ def run(
     if isinstance(pf, PipelineFile):
         pf.require_weights()
         defaults = dict(pf.output)
-    if not _given(ctx, "save_stages"):
+    if not given(ctx, "save_stages"):
         save_stages = bool(defaults.get("save_stages", save_stages))
     defaults.pop("save_stages", None)
     o = with_pipeline_outputs(outputs, defaults)
@@ -77,11 +79,6 @@ def run(
         raise ParameterError("--save-stages writes files; it cannot be used with -o -")
     _check_first_input(pf, inputs, o)
     run_command(pf.pipeline, inputs, o, save_stages=save_stages)
-
-
-def _given(ctx: typer.Context, param: str) -> bool:
-    source = ctx.get_parameter_source(param)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _check_first_input(pf: Any, inputs: list[str], o: OutputArgs) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-
+from convcli.cli.declare import Argument, Option
 from convcli.cli.options import (
     Bias,
     CeilMode,
@@ -29,21 +28,21 @@ from convcli.cli.options import (
 
 InputShape = Annotated[
     str,
-    typer.Option(
+    Option(
         "--input", "-i", show_default=False, metavar="CxHxW",
         help="Input size C×H×W, e.g. 3x224x224 (H×W means one channel).",
     ),
 ]  # fmt: skip
 KernelSize = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--kernel-size", parser=pair_parser("kernel size"), show_default=False, metavar="K|KH,KW",
         help="A kernel of this size (its weights do not matter for shapes).",
     ),
 ]  # fmt: skip
 OutChannels = Annotated[
     Any,
-    typer.Option(
+    Option(
         "--out-channels", parser=positive_parser("--out-channels"), show_default=False,
         metavar="N",
         help="With --kernel-size: a 4-D layer with N output maps [default: one 2-D kernel"
@@ -53,18 +52,14 @@ OutChannels = Annotated[
 
 
 def _layer_spec(text: str) -> Any:
-    from convcli.errors import ConvcliError
     from convcli.pipeline.layers import parse_layer
 
-    try:
-        return parse_layer(text)
-    except ConvcliError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    return parse_layer(text)
 
 
 LayerSpecs = Annotated[
     list[Any] | None,
-    typer.Option(
+    Option(
         "--layer", parser=_layer_spec, show_default=False, metavar="SPEC",
         help="One layer, by its shape: K[,out=N][,stride=S][,padding=P][,dilation=D]"
         "[,groups=G][,bias][,pool=OP[:SIZE[:STRIDE[:PAD]]]], or pool=... alone; repeat"
@@ -76,7 +71,7 @@ LayerSpecs = Annotated[
 def shape(
     pipeline_file: Annotated[
         Path | None,
-        typer.Argument(
+        Argument(
             help="A pipeline YAML file or an ONNX model (instead of -k / --kernel-size and"
             " the options).",
             exists=True,
