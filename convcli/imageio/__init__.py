@@ -18,20 +18,48 @@ not overwritten without ``force``; inputs never are.
 
 from __future__ import annotations
 
-from convcli.imageio.montage import montage_image
-from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
-from convcli.imageio.png import encode_png, encode_png16
-from convcli.imageio.read import ImageData, load_image, read_image
-from convcli.imageio.tone import ToneMap, parse_range, tone_warnings
-from convcli.imageio.write import (
-    WriteResult,
-    binarize,
-    check_outputs,
-    plan_outputs,
-    safe_name,
-    write_feature_maps,
-    write_file,
-)
+from typing import TYPE_CHECKING, Any
+
+# Public names resolve lazily (as in convcli/__init__.py), so a light submodule
+# (convcli.imageio.prefetch, .limits) can be imported without numpy.
+_EXPORTS = {
+    "montage_image": "convcli.imageio.montage",
+    "RANGE_MODES": "convcli.imageio.pixels",
+    "MapImage": "convcli.imageio.pixels",
+    "to_pixels": "convcli.imageio.pixels",
+    "encode_png": "convcli.imageio.png",
+    "encode_png16": "convcli.imageio.png",
+    "ImageData": "convcli.imageio.read",
+    "load_image": "convcli.imageio.read",
+    "read_image": "convcli.imageio.read",
+    "ToneMap": "convcli.imageio.tone",
+    "parse_range": "convcli.imageio.tone",
+    "tone_warnings": "convcli.imageio.tone",
+    "WriteResult": "convcli.imageio.write",
+    "binarize": "convcli.imageio.write",
+    "check_outputs": "convcli.imageio.write",
+    "plan_outputs": "convcli.imageio.write",
+    "safe_name": "convcli.imageio.write",
+    "write_feature_maps": "convcli.imageio.write",
+    "write_file": "convcli.imageio.write",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    # ruff: noqa: F401  (re-exported lazily through __getattr__)
+    from convcli.imageio.montage import montage_image
+    from convcli.imageio.pixels import RANGE_MODES, MapImage, to_pixels
+    from convcli.imageio.png import encode_png, encode_png16
+    from convcli.imageio.read import ImageData, load_image, read_image
+    from convcli.imageio.tone import ToneMap, parse_range, tone_warnings
+    from convcli.imageio.write import (
+        WriteResult,
+        binarize,
+        check_outputs,
+        plan_outputs,
+        safe_name,
+        write_feature_maps,
+        write_file,
+    )
 
 __all__ = [
     "RANGE_MODES",
@@ -54,3 +82,14 @@ __all__ = [
     "write_feature_maps",
     "write_file",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convcli.imageio' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
