@@ -62,17 +62,6 @@ def _float_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def _tile_rawmode(img: Image.Image) -> str:
-    tile = getattr(img, "tile", None) or []
-    try:
-        args = tile[0][3]
-    except (IndexError, TypeError):
-        return ""
-    if isinstance(args, tuple):
-        args = args[0] if args else ""
-    return args if isinstance(args, str) else ""
-
-
 def _exif_transpose(img: Image.Image) -> None:
     try:
         ImageOps.exif_transpose(img, in_place=True)

@@ -16,14 +16,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from convcli.errors import ImageError
-from convcli.imageio._common import CHANNELS, one_line
+from convcli.imageio._common import CHANNELS, one_line, tile_rawmode
 from convcli.imageio.decode import (
     ImageData,
     _exif_transpose,
     _finish,
     _float_dtype,
     _orient_array,
-    _tile_rawmode,
     _to_array,
 )
 from convcli.imageio.limits import check_pixels, pillow_limit, resolve_max_pixels
@@ -236,7 +235,7 @@ def _decode(
     # Also checked here, not only through Pillow's warning, whose filter is
     # process-wide state that another thread may be changing.
     check_pixels(label, img.width, img.height, limit)
-    rawmode = _tile_rawmode(img)
+    rawmode = tile_rawmode(img)
     if fmt == "TIFF" and rawmode.startswith(("RGB;16", "RGBA;16")):
         # Pillow reads 16-bit colour TIFF at 8 bits: tifffile reads the samples exactly
         from convcli.imageio.regions import tiff_array

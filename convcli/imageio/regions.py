@@ -34,12 +34,11 @@ import numpy as np
 from PIL import Image
 
 from convcli.errors import ImageError
-from convcli.imageio._common import CHANNELS, one_line
+from convcli.imageio._common import CHANNELS, one_line, tile_rawmode
 from convcli.imageio.decode import (
     _exif_transpose,
     _finish,
     _float_dtype,
-    _tile_rawmode,
     _to_array,
 )
 from convcli.imageio.limits import DEFAULT, check_pixels, pillow_limit, resolve_max_pixels
@@ -121,7 +120,7 @@ class PillowReader(_Reader):
         self.img = img
         self.path = path
         self.mode = img.mode
-        self._rawmode = _tile_rawmode(img)
+        self._rawmode = tile_rawmode(img)
         img.load()
         _exif_transpose(img)  # in place; usually nothing to do
         sample, channels, bits = _to_array(img.crop((0, 0, 1, 1)), self._rawmode)
@@ -568,7 +567,7 @@ def _png_reader(img: Image.Image, label: str, *, gray: bool, dtype: Any) -> Nati
     from convcli.opencv import cv2_module
 
     cv2 = cv2_module()
-    rawmode = _tile_rawmode(img)
+    rawmode = tile_rawmode(img)
     kinds = {"L": "L", "RGB": "RGB", "RGBA": "RGBA", "I;16": "L", "I;16B": "L", "I": "L"}
     if cv2 is None or "transparency" in img.info or img.mode not in kinds:
         return None
