@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from convcli.errors import ImageError
+from convcli.imageio import prefetch
 from convcli.imageio._common import CHANNELS, one_line, tile_rawmode
 from convcli.imageio.decode import (
     ImageData,
@@ -135,8 +136,11 @@ def load_image(
             # warning is the exception: it must stop the read.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with pillow_limit(limit) if limit != Image.MAX_IMAGE_PIXELS else nullcontext():
-                img = Image.open(io.BytesIO(data) if data is not None else label)
+            # a path may have been decoded already, while the program started
+            img = prefetch.take(label) if data is None else None
+            if img is None:
+                with pillow_limit(limit) if limit != Image.MAX_IMAGE_PIXELS else nullcontext():
+                    img = Image.open(io.BytesIO(data) if data is not None else label)
             with img:
                 return _decode(img, label, data, gray=gray, dtype=out_dtype, limit=limit)
     except ImageError:
