@@ -246,17 +246,25 @@ class Result:
     notes: list[str] = field(default_factory=list)
     #: (min, max, mean) per map when the maps were streamed to files, not kept (tiled runs)
     stats: list[tuple[float, float, float]] | None = None
+    #: map_stats of the maps array it was computed for (the report asks several times)
+    _stats_of: tuple[np.ndarray, list[tuple[float, float, float]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
         return self.records[-1].geometry.out_shape
 
     def map_stats(self) -> list[tuple[float, float, float]]:
-        """(min, max, mean) of every output map."""
+        """(min, max, mean) of every output map (computed once for a given maps array)."""
         if self.maps is None:
             return list(self.stats or [])
+        if self._stats_of is not None and self._stats_of[0] is self.maps:
+            return list(self._stats_of[1])
         flat = self.maps.reshape(self.maps.shape[0], -1)
-        return [(float(m.min()), float(m.max()), float(m.mean(dtype=np.float64))) for m in flat]
+        stats = [(float(m.min()), float(m.max()), float(m.mean(dtype=np.float64))) for m in flat]
+        self._stats_of = (self.maps, stats)
+        return list(stats)
 
 
 # --------------------------------------------------------------------------- planning
