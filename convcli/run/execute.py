@@ -113,6 +113,7 @@ def plan_run(
     earlier: list[dict[str, Any]] = []  # an existing manifest's records (--skip-existing)
     replace_manifest = False
     if batch.manifest is not None:
+        out = replace(out, keep_report=True)  # the manifest's records come from the reports
         replace_manifest = os.path.lexists(batch.manifest)
         earlier = preflight.check_manifest(
             batch.manifest, inputs=[p for p, _ in found], force=out.force,

@@ -42,6 +42,11 @@ class OutputOptions:
     skip_existing: bool = False
     dry_run: bool = False
     keep_result: bool = False  # keep arrays in the outcome (single in-process runs: preview)
+    #: Make the outcome's report (the --json record, the manifest's shapes and map
+    #: statistics, the stage files listed). False when nothing reads it (-q without
+    #: --json): the per-map statistics and warnings are then never computed, and
+    #: ``Outcome.report`` is None. A run with a manifest makes it regardless.
+    keep_report: bool = True
     save_stages: bool = False  # also write every stage's maps (convcli run --save-stages)
     tile: int | None = (
         None  # force a tiled run with tiles of this size (see convcli.pipeline.tiles)
@@ -173,14 +178,16 @@ def process_one(
                 [p for p in write.planned if str(p) != "-"],
                 force=opts.force or redo, inputs=[job.source, *opts.protect], own=opts.stamp,
             )  # fmt: skip
-        report = result_json(result, write, dry_run=opts.dry_run)
+        report = result_json(result, write, dry_run=opts.dry_run) if opts.keep_report else None
         status = "planned" if opts.dry_run else "done"
         files = [str(p) for p in (write.planned if opts.dry_run else write.paths)]
         if opts.save_stages:
-            report["stage_outputs"] = write_stages(
+            stage_files = write_stages(
                 result, name, job, opts, fmt, stage_force, stages=pipeline.stages
             )
-            files += report["stage_outputs"]
+            if report is not None:
+                report["stage_outputs"] = stage_files
+            files += stage_files
         keep = opts.keep_result
         return Outcome(
             job.source, status, files, None, time.perf_counter() - t0, report,

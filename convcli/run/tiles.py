@@ -190,8 +190,9 @@ def process_tiled(
         if opts.dry_run:
             imageio.check_outputs(planned, force=force, inputs=protect)
             write = WriteResult([], None, list(planned))
-            report = result_json(result, write, dry_run=True)
-            report["tiles"] = tiles_info
+            report = result_json(result, write, dry_run=True) if opts.keep_report else None
+            if report is not None:
+                report["tiles"] = tiles_info
             keep = opts.keep_result
             return Outcome(
                 job.source, "planned", [str(p) for p in planned], None,
@@ -228,8 +229,9 @@ def process_tiled(
             write = streamed.write
             result.stats = streamed.stats.map_stats()
             tiles_info["passes"] = streamed.passes
-        report = result_json(result, write)
-        report["tiles"] = tiles_info
+        report = result_json(result, write) if opts.keep_report else None
+        if report is not None:
+            report["tiles"] = tiles_info
         keep = opts.keep_result
         return Outcome(
             job.source, "done", [str(p) for p in write.paths], None, time.perf_counter() - t0,
