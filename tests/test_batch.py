@@ -378,3 +378,76 @@ def test_interrupt_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
             im.load()  # every file there is complete
     stems = {f.split(".")[0] for f in files}
     assert all((out / f"{s}.gaussian_15.png").is_file() for s in stems)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _conv_pipeline():
+    from convcli.pipeline import ConvStage, Pipeline, bank_of
+
+    return Pipeline((ConvStage(bank_of(["box:3"]), stride=2, padding=0),), name="")
+
+
+def test_a_run_without_report_writes_the_same_files_and_skips_the_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convcli.pipeline import Result
+    from convcli.run.jobs import OutputOptions, process_one
+
+    src = _image(tmp_path / "in.png", size=34)
+    with_report = process_one(
+        _conv_pipeline(), Job(str(src), "in", str(tmp_path / "a")),
+        OutputOptions(out=str(tmp_path / "a"), keep_result=True),
+    )  # fmt: skip
+    assert with_report.report is not None
+    assert [m["name"] for m in with_report.report["maps"]] == ["R", "G", "B"]
+    assert any("unused" in w for w in with_report.report["warnings"])
+
+    def no_stats(self: Result) -> list:
+        raise AssertionError("map statistics computed for a report nobody reads")
+
+    monkeypatch.setattr(Result, "map_stats", no_stats)
+    without = process_one(
+        _conv_pipeline(), Job(str(src), "in", str(tmp_path / "b")),
+        OutputOptions(out=str(tmp_path / "b"), keep_result=True, keep_report=False),
+    )  # fmt: skip
+    assert (without.status, without.report) == ("done", None)
+    assert [Path(p).name for p in without.outputs] == [Path(p).name for p in with_report.outputs]
+    for a, b in zip(with_report.outputs, without.outputs, strict=True):
+        assert Path(a).read_bytes() == Path(b).read_bytes()
+
+
+def test_a_manifest_run_makes_its_reports_regardless(tmp_path: Path) -> None:
+    from convcli.run.execute import BatchOptions, execute, plan_run
+    from convcli.run.jobs import OutputOptions
+
+    src = _image(tmp_path / "in.png", size=34)
+    manifest = tmp_path / "m.jsonl"
+    plan = plan_run(
+        _conv_pipeline(), [str(src)], OutputOptions(out=str(tmp_path / "o"), keep_report=False),
+        BatchOptions(manifest=manifest),
+    )  # fmt: skip
+    assert plan.out.keep_report
+    execute(plan)
+    record = _manifest(manifest)["in.png"]
+    assert record["out_shape"] == [3, 16, 16]
+    assert [m["name"] for m in record["maps"]] == ["R", "G", "B"]
+
+
+def test_map_statistics_are_computed_once_per_maps_array() -> None:
+    from convcli.imageio.read import ImageData
+    from convcli.pipeline import run
+
+    x = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4) / 31
+    result = run(_conv_pipeline(), ImageData(x[:1], "L", "L", 8, "x"))
+    assert result.maps is not None
+    first = result.map_stats()
+    first.append((9.0, 9.0, 9.0))  # the caller's list: the kept figures do not change
+    again = result.map_stats()
+    assert again == first[:1]
+    lo, hi, mean = again[0]
+    assert (lo, hi) == (float(result.maps.min()), float(result.maps.max()))
+    assert mean == pytest.approx(float(result.maps.mean(dtype=np.float64)))
+    result.maps = result.maps * 2  # new maps: new figures
+    assert result.map_stats()[0][:2] == (2 * lo, 2 * hi)
