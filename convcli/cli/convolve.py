@@ -67,7 +67,9 @@ def convolve(
     Example:
       convcli convolve samples -k sobel --pool max
     """
-    from convcli.cli.outputs import run_command
+    from convcli.cli.outputs import read_ahead, run_command
+
+    read_ahead(inputs, outputs)
     from convcli.pipeline import CombineStage, ConvStage, Pipeline, PoolStage, Stage, bank_of
 
     k = bank_of(kernel, kernel_dirs=kernel_dir or ())

@@ -28,6 +28,23 @@ if TYPE_CHECKING:
     from convcli.run.jobs import Outcome
 
 
+def read_ahead(inputs: Sequence[str], o: OutputArgs) -> None:
+    """Start decoding a single input file now, while the command imports what it runs.
+
+    Called first in a command's body (:mod:`convcli.imageio.prefetch`: the decode
+    overlaps the imports, and a read that does not take it runs as before).
+    Tiled runs (``--tile``, ``--memory-budget``) read by region, and dry runs and
+    ``--skip-existing`` may not read at all: no prefetch for them.
+    """
+    if len(inputs) != 1 or o.tile is not None or o.memory_budget is not None:
+        return
+    if o.dry_run or o.skip_existing:
+        return
+    from convcli.imageio import prefetch
+
+    prefetch.start(inputs[0], max_pixels=o.max_pixels)
+
+
 def run_command(
     pipeline: Pipeline, inputs: Sequence[str], o: OutputArgs, *, save_stages: bool = False
 ) -> None:
@@ -54,6 +71,7 @@ def run_command(
         force=o.force, skip_existing=o.skip_existing, dry_run=o.dry_run,
         save_stages=save_stages, tile=o.tile, memory_budget=o.memory_budget,
         max_pixels=o.max_pixels, max_output_pixels=o.max_output_pixels,  # type: ignore[arg-type]
+        keep_report=o.json or not o.quiet,
     )  # fmt: skip
     batch = BatchOptions(
         recursive=o.recursive, include=o.include, exclude=o.exclude, workers=o.workers,

@@ -61,7 +61,9 @@ def pool(
     Example:
       convcli pool samples/camera.png --op avg --size 3 --stride 2
     """
-    from convcli.cli.outputs import run_command
+    from convcli.cli.outputs import read_ahead, run_command
+
+    read_ahead(inputs, outputs)
     from convcli.pipeline import Pipeline, PoolStage
 
     stage = PoolStage(

@@ -58,7 +58,9 @@ def run(
     Example:
       convcli run kernels/pipelines/tiny-edge-cnn.yaml samples/camera.png
     """
-    from convcli.cli.outputs import run_command, with_pipeline_outputs
+    from convcli.cli.outputs import read_ahead, run_command, with_pipeline_outputs
+
+    read_ahead(inputs, outputs)
     from convcli.errors import ParameterError
     from convcli.pipeline.source import open_pipeline
 
