@@ -18,7 +18,10 @@ over the tiles (:class:`StreamStats`): exact min/max, and for ``auto``'s and
 whole-image run), beyond that an evenly strided sample of :data:`SAMPLE_SIZE`
 values (the whole-image run samples too, at random positions, so the two may
 then differ by a level or so);
-``clip`` and ``LO,HI`` need none and run one pass. Each picture gets its own
+``clip`` and ``LO,HI`` need none and run one pass, and so does ``auto`` when the
+output is known to be an image inside [0, 1] (``bounded``: an integer input
+through stages :func:`~convcli.pipeline.hint.bounded_unit` accepts, with hint
+``image``): it maps 0..1 whatever the values. Each picture gets its own
 mapping (``range_scope="file"``), or every picture of the input one
 (``"input"``), as :func:`~convcli.imageio.write_feature_maps` does. The
 mapping is decided before any band is written (:func:`pixel_map`).
@@ -203,21 +206,44 @@ class PixelMap:
         return with_counts(self.tone, fraction, int(self.levels.sum()))
 
 
-def needs_statistics(range_mode: str) -> bool:
-    """Whether a mapping needs a first pass over the output (all but clip and ``LO,HI``)."""
-    return parse_range(range_mode).mode not in ("clip", "explicit")
+def needs_statistics(range_mode: str, *, hint: Hint | None = None, bounded: bool = False) -> bool:
+    """Whether a mapping needs a first pass over the output.
+
+    Every mapping does but ``clip`` and ``LO,HI``, and ``auto`` with hint
+    ``image`` on an output known to lie in [0, 1] (``bounded``), which maps
+    0..1 whatever the values.
+
+    >>> needs_statistics("auto"), needs_statistics("auto", hint="image", bounded=True)
+    (True, False)
+    >>> needs_statistics("auto", hint="nonneg", bounded=True)
+    True
+    >>> needs_statistics("minmax", hint="image", bounded=True)
+    True
+    """
+    mode = parse_range(range_mode).mode
+    if mode in ("clip", "explicit"):
+        return False
+    return not (mode == "auto" and bounded and hint == "image")
 
 
 def pixel_map(
-    range_mode: str, stats: StreamStats | None, *, bit_depth: int, hint: Hint | None = None
+    range_mode: str,
+    stats: StreamStats | None,
+    *,
+    bit_depth: int,
+    hint: Hint | None = None,
+    bounded: bool = False,
 ) -> PixelMap:
     """The mapping :func:`~convcli.imageio.tone.decide` chooses from a whole output's
-    statistics (its extremes and its sample; see the module docstring)."""
+    statistics (its extremes and its sample; see the module docstring), or without
+    them where :func:`needs_statistics` says none are needed (``bounded``: the
+    output lies in [0, 1], finite)."""
     spec = parse_range(range_mode)
     if stats is None:
-        if needs_statistics(range_mode):
+        if needs_statistics(range_mode, hint=hint, bounded=bounded):
             raise ParameterError(f"range {range_mode!r} needs the output's statistics")
-        tone = decide(np.zeros(0), spec, hint=hint, extent=Extent(0.0, 0.0, 0.0, 0.0))
+        known = Extent(0.0, 1.0, 0.0, 1.0) if bounded else Extent(0.0, 0.0, 0.0, 0.0)
+        tone = decide(np.zeros(0), spec, hint=hint, extent=known)
         return PixelMap(tone, bit_depth=bit_depth, all_finite=True)
     (vmin, vmax), (amin, amax) = stats.extent(), stats.abs_extent()
     tone = decide(stats.sample(), spec, hint=hint, extent=Extent(vmin, vmax, amin, amax))
@@ -398,6 +424,7 @@ def write_tiled(
     range_mode: str = "auto",
     bit_depth: int | None = None,
     hint: Hint | None = None,
+    bounded: bool = False,
     range_scope: str = "file",
     force: bool = False,
     inputs: Sequence[Path | str] = (),
@@ -408,7 +435,9 @@ def write_tiled(
 
     Parameters are those of :func:`~convcli.imageio.write_feature_maps`, plus
     ``hint`` and ``range_scope`` choose each picture's mapping as
-    :func:`~convcli.imageio.write_feature_maps` does, and
+    :func:`~convcli.imageio.write_feature_maps` does; ``bounded`` says the output
+    is known to lie in [0, 1] (:func:`~convcli.pipeline.hint.bounded_unit` of the
+    stages, on an integer input), so ``auto`` with hint ``image`` needs no first pass;
     ``tiles``: a function returning the ``(rect, tile)`` pairs in row-major order
     (default ``run.tiles``; a Dask cluster supplies its own), called once per pass.
     ``on_progress`` receives a :class:`~convcli.pipeline.tiles.TileProgress` per tile
@@ -446,7 +475,7 @@ def write_tiled(
     # one mapping per picture (range_scope "file"), or one for them all ("input")
     groups = [(p.start, p.stop) for p in pictures] if range_scope == "file" else [(0, c)]
     stats: list[StreamStats | None] = [None] * len(groups)
-    if pixels_wanted and needs_statistics(range_mode):
+    if pixels_wanted and needs_statistics(range_mode, hint=hint, bounded=bounded):
         scans = [StreamStats(b - a) for a, b in groups]
         for st, (a, b) in zip(scans, groups, strict=True):
             st.keep_sample((b - a) * h * w)
@@ -456,7 +485,7 @@ def write_tiled(
         stats = list(scans)
         passes = 2
     pmaps = (
-        [pixel_map(range_mode, st, bit_depth=bits, hint=hint) for st in stats]
+        [pixel_map(range_mode, st, bit_depth=bits, hint=hint, bounded=bounded) for st in stats]
         if pixels_wanted
         else []
     )

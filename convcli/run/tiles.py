@@ -139,6 +139,15 @@ def tiled_reader(pipeline: Pipeline, job: Job, opts: OutputOptions) -> _Reader |
     )
 
 
+def unit_input(pipeline: Pipeline, reader: _Reader) -> bool:
+    """Whether stage 1 sees values in [0, 1]: integer samples (1, 8 or 16 bits, scaled
+    by their type's maximum) and no ``normalize``. Float (``F``, float TIFF) and raw
+    32-bit integer (``I``) images are taken as they are, so they may hold anything.
+    Alpha (premultiplied or not) and ``gray`` (luma weights summing to 1) keep [0, 1].
+    """
+    return pipeline.normalize is None and reader.bit_depth in (1, 8, 16)
+
+
 def process_tiled(
     pipeline: Pipeline,
     job: Job,
@@ -153,7 +162,7 @@ def process_tiled(
     """Run and write one input in tiles; the same outcome, files and report as the whole path."""
     from convcli import imageio
     from convcli.imageio.write import WriteResult
-    from convcli.pipeline.hint import hint_of_stages
+    from convcli.pipeline.hint import bounded_unit, hint_of_stages
     from convcli.run.limits import check_sizes, effective_limit
     from convcli.run.records import Outcome, pipeline_parameters, result_json
     from convcli.run.stream import write_tiled
@@ -163,6 +172,8 @@ def process_tiled(
     if fmt == "keep":
         fmt = Format.kept_for(job.source).value
     hint = hint_of_stages(pipeline.stages)
+    # an output known to lie in [0, 1]: auto needs no statistics pass (run.stream)
+    bounded = unit_input(pipeline, reader) and bounded_unit(pipeline.stages)
     budget = opts.memory_budget or budget_from_env()
     protect = [job.source, *opts.protect]
     with reader:
@@ -220,8 +231,8 @@ def process_tiled(
                     run, out=job.out_dir, stem=job.stem, name=name, fmt=fmt,
                     layout=result.layout, labels=result.labels, file=job.out_file,
                     range_mode=opts.range_mode, bit_depth=opts.bit_depth, hint=hint,
-                    range_scope=opts.range_scope, force=force, inputs=protect, tiles=source,
-                    on_progress=on_progress,
+                    bounded=bounded, range_scope=opts.range_scope, force=force, inputs=protect,
+                    tiles=source, on_progress=on_progress,
                 )  # fmt: skip
             finally:
                 if client is not None:
