@@ -102,7 +102,7 @@ def _positive(option: str) -> Callable[[str], int]:
 
 
 def _range(text: object) -> str:
-    from convcli.imageio.tone import parse_range
+    from convcli.imageio.rangespec import parse_range
 
     word = str(text).strip().lower()
     parse_range(word)
