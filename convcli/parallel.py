@@ -9,8 +9,9 @@ processes, not threads, share the cores.
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -60,6 +61,57 @@ def run_tasks(fn: Callable[[Any], T], tasks: Sequence[Any], *, values: int) -> l
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="convcli")
     return list(_pool.map(fn, tasks))
+
+
+def ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items``, made on a thread of their own while the caller uses the ones before.
+
+    A stream of tiles read and computed here, pictures encoded there: with the
+    GIL released by both (zlib, OpenCV, numpy), the two halves share the cores.
+    At most ``depth`` finished items wait. An exception of the producer is
+    raised here, in order; when the caller stops early (an error, Ctrl-C,
+    closing the generator) the producer stops after the item it is making.
+    """
+    done = object()
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((done, exc))
+
+    thread = threading.Thread(target=produce, name="convcli-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = box.get()
+            if error is not None:
+                raise error
+            if item is done:
+                break
+            yield item
+        thread.join()
+    finally:
+        stop.set()
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                box.get_nowait()
+            except queue.Empty:
+                break
 
 
 #: Scratch buffers up to this size are kept per thread and reused across calls
