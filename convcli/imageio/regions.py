@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from convcli.errors import ImageError
+from convcli.imageio import deflate
 from convcli.imageio._common import CHANNELS, one_line, tile_rawmode
 from convcli.imageio.decode import (
     _exif_transpose,
@@ -277,15 +278,13 @@ class PngStreamReader(_Reader):
         self._restart()
 
     def _restart(self) -> None:
-        import zlib
-
         if self._fh is not None:
             self._fh.close()
         self._fh = open(self.path, "rb")  # noqa: SIM115 - closed in close() / _restart()
         self._fh.seek(8)
         self._chunk_left = 0  # bytes of the current IDAT chunk not yet read
         self._ended = False
-        self._inflate = zlib.decompressobj()
+        self._inflate = deflate.decompressor()
         self._pending = bytearray()
         self._prev: bytes | None = None  # the last decoded row, unfiltered, as PNG bytes
         self.b0 = self.b1 = 0  # rows held: [b0, b1)
@@ -323,8 +322,6 @@ class PngStreamReader(_Reader):
 
     def _scanlines(self, n_rows: int) -> bytes:
         """The next ``n_rows`` filtered scanlines (filter byte + row bytes each)."""
-        import zlib
-
         need = n_rows * (1 + self.row_bytes)
         while len(self._pending) < need:
             tail = self._inflate.unconsumed_tail
@@ -333,7 +330,7 @@ class PngStreamReader(_Reader):
                 raise ImageError(f"{self.path}: truncated image (fewer rows than the header says)")
             try:
                 self._pending += self._inflate.decompress(src, need - len(self._pending))
-            except zlib.error as exc:
+            except deflate.ERRORS as exc:
                 raise ImageError(f"{self.path}: broken image data ({exc})") from exc
         out = bytes(self._pending[:need])
         del self._pending[:need]
