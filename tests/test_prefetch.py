@@ -242,3 +242,31 @@ def test_importing_prefetch_imports_no_numpy():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("command", ["convolve", "pool", "run"])
+def test_a_command_starts_its_prefetch_before_numpy_is_imported(tmp_path, command):
+    """The options (their defaults too) parse without numpy, and the command's first act
+    is to start reading its input: the decode overlaps the imports that follow."""
+    img = _save(_noise(), tmp_path / "in.png")
+    args = {
+        "convolve": ["convolve", str(img), "-k", "box", "-q"],
+        "pool": ["pool", str(img), "-q"],
+        "run": ["run", str(ROOT / "kernels" / "pipelines" / "tiny-edge-cnn.yaml"), str(img), "-q"],
+    }[command]
+    code = (
+        "import sys\n"
+        "import convcli.imageio.prefetch as p\n"
+        "def start(source, **kw):\n"
+        "    print('numpy' in sys.modules, source)\n"
+        "    raise SystemExit(0)\n"
+        "p.start = start\n"
+        "from convcli.cli.app import main\n"
+        f"sys.argv = ['convcli', *{args!r}]\n"
+        "main()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["False", str(img)], out.stdout + out.stderr
