@@ -588,8 +588,9 @@ def binarize(
     """
     full = 255 if levels.dtype == np.uint8 else 65535
     if threshold == "otsu":
-        import cv2
+        from convcli.opencv import cv2_module
 
+        cv2 = cv2_module()
         px8 = levels if full == 255 else (levels >> 8).astype(np.uint8)
         flat = np.ascontiguousarray(px8.reshape(-1, px8.shape[-1]))
         level, _ = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
