@@ -151,13 +151,18 @@ def _finish(
     Each channel is converted straight into the output array: no full-size
     float64 temporaries (an 8192×8192 RGB photo stays under 1 GiB here).
     """
+    from convcli import parallel
+
     chw = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
     out = np.empty(chw.shape, dtype=dtype)
-    for c in range(chw.shape[0]):
+
+    def convert(c: int) -> None:  # one channel a task, on the core's threads
         if divisor is None:
             np.copyto(out[c], chw[c], casting="unsafe")
         else:
             np.divide(chw[c], dtype.type(divisor), out=out[c], dtype=dtype)
+
+    parallel.run_tasks(convert, range(chw.shape[0]), values=out.size)
     if gray and channels in ("RGB", "RGBA"):
         luma = out[0] * dtype.type(_LUMA[0])
         luma += out[1] * dtype.type(_LUMA[1])
