@@ -91,36 +91,36 @@ def _opencv_unthreaded() -> Iterator[None]:
 _cv2_lock = threading.Lock()
 
 
-def ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """``items``, made on a thread of their own while the caller uses the ones before.
+def ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each made on a thread of its own while the caller uses the one before.
 
-    A stream of tiles read and computed here, pictures encoded there: with the
-    GIL released by both (zlib, OpenCV, numpy), the two halves share the cores.
-    At most ``depth`` finished items wait. An exception of the producer is
-    raised here, in order; when the caller stops early (an error, Ctrl-C,
-    closing the generator) the producer stops after the item it is making.
+    A stream of tiles read and computed there, pictures encoded here: with the
+    GIL released by both (deflate, OpenCV, numpy), the two halves share the
+    cores. At most two items are alive at once: the one the caller holds and the
+    next, being made (the next after that starts when the caller asks for it).
+    An exception of the producer is raised here, in order; when the caller stops
+    early (an error, Ctrl-C, closing the generator) the producer stops after the
+    item it is making.
     """
     done = object()
-    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    box: queue.Queue[Any] = queue.Queue()
+    slots = threading.Semaphore(2)  # the caller's item and the one being made
     stop = threading.Event()
-
-    def put(entry: tuple[Any, BaseException | None]) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(entry, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def produce() -> None:
         try:
-            for item in items:
-                if not put((item, None)):
+            while True:
+                while not slots.acquire(timeout=0.05):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
                     return
-            put((done, None))
+                item = next(items, done)
+                box.put((item, None))
+                if item is done:
+                    return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((done, exc))
+            box.put((done, exc))
 
     thread = threading.Thread(target=produce, name="convcli-ahead", daemon=True)
     thread.start()
@@ -132,14 +132,10 @@ def ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
             if item is done:
                 break
             yield item
+            slots.release()  # the caller is done with this one: make the one after next
         thread.join()
     finally:
         stop.set()
-        while True:  # unblock a producer waiting on a full queue
-            try:
-                box.get_nowait()
-            except queue.Empty:
-                break
 
 
 #: Scratch buffers up to this size are kept per thread and reused across calls

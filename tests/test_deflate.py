@@ -90,7 +90,7 @@ def test_ahead_gives_every_item_in_order_from_another_thread():
             makers.append(threading.current_thread().name)
             yield i
 
-    assert list(parallel.ahead(items(), depth=2)) == list(range(50))
+    assert list(parallel.ahead(items())) == list(range(50))
     assert set(makers) == {"convcli-ahead"}
 
 
@@ -115,10 +115,31 @@ def test_ahead_stops_the_producer_when_the_consumer_stops():
             made.append(i)
             yield i
 
-    it = parallel.ahead(items(), depth=1)
+    it = parallel.ahead(items())
     assert next(it) == 0
     it.close()
     time.sleep(0.3)
     n = len(made)
     time.sleep(0.2)
     assert len(made) == n <= 4  # stopped after at most the items in hand
+
+
+def test_ahead_holds_at_most_two_items():
+    alive = set()
+    most = 0
+
+    class Item:
+        def __init__(self, i: int) -> None:
+            nonlocal most
+            self.i = i
+            alive.add(i)
+            most = max(most, len(alive))
+
+    def items():
+        for i in range(30):
+            yield Item(i)
+
+    for item in parallel.ahead(items()):
+        time.sleep(0.002)  # the producer is faster than the caller
+        alive.discard(item.i)
+    assert most == 2
