@@ -1,6 +1,6 @@
 """``python -m convcli``."""
 
-from convcli.cli import main
+from convcli.cli import script
 
 if __name__ == "__main__":
-    main()
+    script()

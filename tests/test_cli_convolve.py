@@ -836,3 +836,18 @@ def test_json_keeps_text_readable(rgb_png: Path) -> None:
     raw = ok("convolve", rgb_png, "-k", "box", "--json").stdout
     assert "1·(3-1)" in raw and "\\u00b7" not in raw
     assert json.loads(raw)["stages"][0]["formula"]["H"].startswith("floor((9 + 2·1 - 1·(3-1) - 1)")
+
+
+def test_script_exit_flushes_everything_and_keeps_exit_codes(tmp_path: Path) -> None:
+    """The script ends without the interpreter's teardown: what it printed to a pipe
+    arrives whole, the exit code is main's, and an escaping exception still shows."""
+    vgg = REPO / "kernels" / "pipelines" / "vgg16.yaml"
+    done = sh("shape", vgg, "--input", "3x224x224", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # complete JSON: every byte was flushed
+    assert report["total_params"] == 14_714_688 and len(report["stages"]) == 18
+    bad = sh("convolve", "missing.png", "-k", "box", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert bad.stderr.decode().strip() == "error: missing.png: no such file"
+    usage = sh("convolve", "x.png", "-k", "box", "--stride", "0", cwd=tmp_path)
+    assert usage.returncode == 2 and usage.stderr.decode().count("\n") == 1
