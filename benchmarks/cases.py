@@ -398,10 +398,10 @@ def case_startup(ctx: Ctx) -> Case:
     import sys
 
     cmd, env = convcli_command()
-    base = [sys.executable, "-c", "import typer, rich, numpy, PIL.Image"]
+    base = [sys.executable, "-c", "import click, rich, numpy, PIL.Image"]
     return Case(
         name="startup-help",
-        title="`convcli --help` vs python importing typer, rich, numpy, PIL.Image",
+        title="`convcli --help` vs python importing click, rich, numpy, PIL.Image",
         contenders=[
             Contender(
                 "convcli",
