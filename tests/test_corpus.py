@@ -252,11 +252,11 @@ def _fail_temp_files(monkeypatch: pytest.MonkeyPatch, folder: Path, match: str, 
     non-root user sees it). ``how="enospc"``: it is created, but its descriptor is
     ``/dev/full``, so the kernel itself answers every write with ENOSPC. Works at the
     ``os.open`` level, whichever way the writer names its temporary files (the
-    output a temporary file is for is taken from the writer's ``_new_temp``).
+    output a temporary file is for is taken from the writer's ``new_temp``).
     """
     from convcli.imageio import write
 
-    real_open, real_new_temp = os.open, write._new_temp
+    real_open, real_new_temp = os.open, write.new_temp
     made: list[str] = []
     target: list[Path] = []
 
@@ -282,7 +282,7 @@ def _fail_temp_files(monkeypatch: pytest.MonkeyPatch, folder: Path, match: str, 
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", fake_open)
-    monkeypatch.setattr(write, "_new_temp", new_temp)
+    monkeypatch.setattr(write, "new_temp", new_temp)
     return made
 
 

@@ -175,6 +175,38 @@ def test_refusals(tmp_path: Path) -> None:
     assert (tmp_path / "in.s.a.png").read_bytes() == b"old"
 
 
+def test_a_name_taken_while_streaming_is_never_replaced(tmp_path: Path) -> None:
+    """Another run claims one of the names while this one computes: this run fails and
+    gives back what it had claimed; the other run's file is untouched, no temp is left."""
+    p, img = _pipeline(), _image()
+    taken = tmp_path / "in.s.b.png"
+
+    def meanwhile(progress: object) -> None:
+        if getattr(progress, "tiles_done", 0) == 3 and not taken.exists():
+            taken.write_bytes(b"the other run's picture")
+
+    with pytest.raises(OutputError, match="exists"):
+        write_tiled(
+            TiledRun(p, img, tile=4), out=tmp_path, stem="in", name="s", layout="bank:2",
+            labels=("a", "b"), on_progress=meanwhile,
+        )  # fmt: skip
+    assert taken.read_bytes() == b"the other run's picture"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["in.s.b.png"]
+
+
+def test_a_rerun_replaces_only_its_own_files(tmp_path: Path) -> None:
+    from convcli.imageio.atomic import RunStamp
+
+    p, img = _pipeline(), _image()
+    stamp = RunStamp.new()
+    kw = {"out": tmp_path, "stem": "in", "name": "s", "layout": "bank:2"}
+    first = write_tiled(TiledRun(p, img, tile=4), **kw, own=stamp)  # type: ignore[arg-type]
+    again = write_tiled(TiledRun(p, img, tile=4), **kw, own=stamp)  # type: ignore[arg-type]
+    assert again.write.paths == first.write.paths and len(first.write.paths) == 2
+    with pytest.raises(OutputError, match="exists"):  # another run's stamp owns nothing here
+        write_tiled(TiledRun(p, img, tile=4), **kw, own=RunStamp.new())  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("bit_depth", [8, 16])
 def test_whole_image_integer_tiff(tmp_path: Path, bit_depth: int) -> None:
     maps = (RNG.standard_normal((3, 9, 11)) * 3).astype(np.float32)

@@ -118,7 +118,7 @@ def _is_stdout(out: Path | str | None) -> bool:
     return out is not None and str(out) == "-"
 
 
-def _plan(
+def plan_pictures(
     stem: str,
     name: str,
     n_maps: int,
@@ -208,7 +208,7 @@ def plan_outputs(
     >>> plan_outputs("cat", "k", 12, "maps", out="o", fmt="npz")
     [PosixPath('o/cat.k.npz')]
     """
-    _, pictures, montage_path = _plan(
+    _, pictures, montage_path = plan_pictures(
         stem,
         name,
         n_maps,
@@ -407,7 +407,7 @@ def write_feature_maps(
     if arr.shape[1] == 0 or arr.shape[2] == 0:
         raise ParameterError(f"cannot write empty maps of shape {arr.shape}")
     single = None if file is None else Path(file)
-    fmt, pictures, montage_path = _plan(
+    fmt, pictures, montage_path = plan_pictures(
         stem,
         name,
         arr.shape[0],
@@ -740,9 +740,10 @@ def remove_pending_temps() -> None:
         _PENDING.discard(name)
 
 
-def _new_temp(path: Path) -> tuple[str, BinaryIO]:
+def new_temp(path: Path) -> tuple[str, BinaryIO]:
     """Create a temporary file beside ``path`` (see :func:`~convcli.imageio.atomic.temp_name`),
-    registered in ``_PENDING`` first."""
+    registered in ``_PENDING`` first; :func:`publish` names it, :func:`discard_temps`
+    removes it."""
     for _ in range(100):
         name = temp_name(path.parent)
         _PENDING.add(name)
@@ -784,40 +785,61 @@ def _commit(
     force: bool = False,
     own: RunStamp | None = None,
 ) -> None:
-    """Encode every output to a temp file beside it, then claim all names.
-
-    Without ``force`` each name is claimed atomically (it must not exist, or
-    be ``own``'s), in sorted order, so of two runs writing the same files at
-    once the one that gets the first name gets them all; a name taken
-    meanwhile fails the call and undoes the names it had claimed.
-    """
+    """Encode every output to a temp file beside it, then :func:`publish` them all."""
     temps: list[tuple[str, Path]] = []
-    claimed: list[tuple[Path, int, int]] = []  # (name, device, inode) linked by this call
     try:
         for path, encode in encoders:
+            make_folder(path)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError) as exc:
-                raise OutputError(f"{path.parent}: is a file, not a folder") from exc
-            except OSError as exc:
-                why = exc.strerror or exc
-                raise OutputError(f"{path.parent}: cannot create folder ({why})") from exc
-            try:
-                tmp_name, tmp = _new_temp(path)
+                tmp_name, tmp = new_temp(path)
             except OSError as exc:
                 raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
             temps.append((tmp_name, path))
             try:
                 with tmp:
                     encode(tmp)
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        discard_temps(temps)
+        raise
+    publish(temps, force=force, own=own)
+
+
+def make_folder(path: Path) -> None:
+    """Create the folder of output ``path`` (OutputError naming it when that fails)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise OutputError(f"{path.parent}: is a file, not a folder") from exc
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot create folder ({exc.strerror or exc})") from exc
+
+
+def publish(
+    temps: Sequence[tuple[str, Path]], *, force: bool = False, own: RunStamp | None = None
+) -> None:
+    """Give finished temporary files their names: all of them, or none.
+
+    Each temp file gets the file mode of a new file (the umask's). Without
+    ``force`` each name is claimed atomically (it must not exist, or be
+    ``own``'s), in sorted order, so of two runs writing the same files at once
+    the one that gets the first name gets them all; a name taken meanwhile
+    fails the call (OutputError), gives back the names it had claimed and
+    removes every temp file.
+    """
+    left = sorted(temps, key=lambda t: str(t[1]))
+    claimed: list[tuple[Path, int, int]] = []  # (name, device, inode) linked by this call
+    try:
+        for tmp_name, path in left:
+            try:
                 os.chmod(tmp_name, 0o666 & ~_UMASK)
                 if own is not None:
                     own.mark(tmp_name)
             except OSError as exc:
                 raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-        temps.sort(key=lambda t: str(t[1]))
-        while temps:
-            tmp_name, path = temps[0]
+        while left:
+            tmp_name, path = left[0]
             replace = force or (own is not None and own.owns(path))
             try:
                 st = os.stat(tmp_name)
@@ -829,9 +851,9 @@ def _commit(
             if not replace:
                 claimed.append((path, st.st_dev, st.st_ino))
             _PENDING.discard(tmp_name)
-            temps.pop(0)
+            left.pop(0)
     finally:
-        if temps:  # failed: the names this call took are given back
+        if left:  # failed: the names this call took are given back
             for path, dev, ino in claimed:
                 try:
                     st = os.lstat(path)
@@ -839,9 +861,14 @@ def _commit(
                         os.unlink(path)
                 except OSError:
                     pass
-        for tmp_name, _ in temps:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
-            _PENDING.discard(tmp_name)
+            discard_temps(left)
+
+
+def discard_temps(temps: Sequence[tuple[str, Path]]) -> None:
+    """Remove temporary files that will not be published."""
+    for tmp_name, _ in temps:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        _PENDING.discard(tmp_name)

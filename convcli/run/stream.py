@@ -55,16 +55,18 @@ from convcli.imageio.tone import (
     parse_range,
 )
 from convcli.imageio.write import (
-    _PENDING,
-    _UMASK,
     WriteResult,
-    _new_temp,
-    _plan,
     check_outputs,
+    discard_temps,
+    make_folder,
+    new_temp,
+    plan_pictures,
+    publish,
 )
 from convcli.vocab import Format
 
 if TYPE_CHECKING:
+    from convcli.imageio.atomic import RunStamp
     from convcli.pipeline.tiles import ProgressCallback, Rect, TiledRun
 
 #: Tile size of streamed TIFF files.
@@ -428,6 +430,7 @@ def write_tiled(
     range_scope: str = "file",
     force: bool = False,
     inputs: Sequence[Path | str] = (),
+    own: RunStamp | None = None,
     tiles: TileSource | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> StreamResult:
@@ -442,6 +445,9 @@ def write_tiled(
     (default ``run.tiles``; a Dask cluster supplies its own), called once per pass.
     ``on_progress`` receives a :class:`~convcli.pipeline.tiles.TileProgress` per tile
     of every pass (``phase`` "scan" for the statistics pass, "write" for the other).
+    The files are named as :func:`~convcli.imageio.write_feature_maps` names its own
+    (:func:`~convcli.imageio.write.publish`): every name claimed atomically, or
+    none, and a name that appeared meanwhile is an error unless ``force`` or ``own``'s.
 
     Raises
     ------
@@ -458,7 +464,7 @@ def write_tiled(
         raise ParameterError(f"bit depth must be 8 or 16, not {bit_depth!r}")
     parse_range(range_mode)
     single = None if file is None else Path(file)
-    fmt, pictures, _ = _plan(
+    fmt, pictures, _ = plan_pictures(
         stem, name, c, layout, out=out, fmt=fmt, single_file=single, montage=False, labels=labels
     )
     if fmt not in STREAM_FORMATS or any(str(p.path) == "-" for p in pictures):
@@ -467,7 +473,7 @@ def write_tiled(
             f"an image processed in tiles cannot be written as {where}; use png, tiff or npy files"
         )
     planned = [p.path for p in pictures]
-    check_outputs(planned, force=force, inputs=inputs)
+    check_outputs(planned, force=force, inputs=inputs, own=own)
     # local tiles are read and computed on a thread while this one maps and encodes
     source: TileSource = tiles or (lambda: parallel.ahead(run.tiles()))
     pixels_wanted = fmt == "png" or (fmt == "tiff" and bit_depth is not None)
@@ -500,13 +506,8 @@ def write_tiled(
     handles: list[BinaryIO] = []
     try:
         for pic in pictures:
-            try:
-                pic.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(
-                    f"{pic.path.parent}: cannot create folder ({exc.strerror or exc})"
-                ) from exc
-            tmp_name, fh = _new_temp(pic.path)
+            make_folder(pic.path)
+            tmp_name, fh = new_temp(pic.path)
             temps.append((tmp_name, pic.path))
             handles.append(fh)
             n = pic.stop - pic.start
@@ -524,16 +525,10 @@ def write_tiled(
                 o.put(pmaps[pmap_of[k]](part) if pmaps else part)
         for o in outs:
             o.close()
-        for (tmp_name, _), fh in zip(temps, handles, strict=True):
+        for fh in handles:
             fh.close()
-            os.chmod(tmp_name, 0o666 & ~_UMASK)
-        for tmp_name, path in temps:
-            try:
-                os.replace(tmp_name, path)
-            except OSError as exc:
-                raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-            _PENDING.discard(tmp_name)
-        temps = []
+        done, temps = temps, []
+        publish(done, force=force, own=own)  # every name claimed, or none
     except OSError as exc:
         raise OutputError(f"{pictures[0].path}: cannot write ({exc.strerror or exc})") from exc
     finally:
@@ -541,12 +536,7 @@ def write_tiled(
             o.abort()
         for fh in handles:
             fh.close()
-        for tmp_name, _ in temps:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
-            _PENDING.discard(tmp_name)
+        discard_temps(temps)
     mappings = [pmaps[pmap_of[k]].mapping() for k in range(len(pictures))] if pmaps else []
     write = WriteResult(
         list(planned), mappings[0] if mappings else None, list(planned), mappings, [], fmt

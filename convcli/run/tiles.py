@@ -199,7 +199,7 @@ def process_tiled(
         force = opts.force or redo
         tiles_info = {"tile": list(run.tile), "count": len(run.rects()), "memory_budget": budget}
         if opts.dry_run:
-            imageio.check_outputs(planned, force=force, inputs=protect)
+            imageio.check_outputs(planned, force=force, inputs=protect, own=opts.stamp)
             write = WriteResult([], None, list(planned))
             report = result_json(result, write, dry_run=True) if opts.keep_report else None
             if report is not None:
@@ -232,7 +232,7 @@ def process_tiled(
                     layout=result.layout, labels=result.labels, file=job.out_file,
                     range_mode=opts.range_mode, bit_depth=opts.bit_depth, hint=hint,
                     bounded=bounded, range_scope=opts.range_scope, force=force, inputs=protect,
-                    tiles=source, on_progress=on_progress,
+                    own=opts.stamp, tiles=source, on_progress=on_progress,
                 )  # fmt: skip
             finally:
                 if client is not None:
