@@ -722,6 +722,8 @@ def _umask() -> int:
 
 
 _UMASK = _umask()
+#: The mode of a new output file: what the umask allows of rw-rw-rw-.
+NEW_FILE_MODE = 0o666 & ~_UMASK
 
 
 #: Temporary files this process has created and not yet renamed or removed.
@@ -833,7 +835,7 @@ def publish(
     try:
         for tmp_name, path in left:
             try:
-                os.chmod(tmp_name, 0o666 & ~_UMASK)
+                os.chmod(tmp_name, NEW_FILE_MODE)
                 if own is not None:
                     own.mark(tmp_name)
             except OSError as exc:

@@ -218,7 +218,7 @@ def write_manifest(
     manifest being resumed) are kept for inputs this run skipped.
     """
     from convcli.imageio.atomic import claim, temp_name
-    from convcli.imageio.write import _UMASK
+    from convcli.imageio.write import NEW_FILE_MODE
 
     params = pipeline_parameters(pipeline)
     records = [o.manifest_line(params) for o in outcomes]
@@ -230,13 +230,13 @@ def write_manifest(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(path.parent)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
     except OSError as exc:
         raise OutputError(f"{shown}: cannot write the manifest ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, NEW_FILE_MODE)
         claim(tmp, path, replace=replace)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
