@@ -851,3 +851,22 @@ def test_script_exit_flushes_everything_and_keeps_exit_codes(tmp_path: Path) -> 
     assert bad.stderr.decode().strip() == "error: missing.png: no such file"
     usage = sh("convolve", "x.png", "-k", "box", "--stride", "0", cwd=tmp_path)
     assert usage.returncode == 2 and usage.stderr.decode().count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["kernels", "show"], "Missing argument 'NAME'"),
+        (["run"], "Missing argument 'PIPELINE'"),
+        (["convolve"], "Missing argument 'INPUT'"),
+        (["convolve", "x.png"], "Missing option '--kernel' / '-k'"),
+        (["kernels", "validate"], "Missing argument 'FILE'"),
+    ],
+)
+def test_a_missing_argument_is_a_usage_error_naming_it(
+    tmp_path: Path, args: list[str], named: str
+) -> None:
+    done = sh(*args, cwd=tmp_path)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.startswith(f"error: {named}.") and err.count("\n") == 1, err

@@ -191,20 +191,23 @@ def _parameter(p: inspect.Parameter) -> click.Parameter:
     if spec is None:
         raise TypeError(f"parameter {p.name!r} has no Option or Argument declaration")
     required = p.default is inspect.Parameter.empty
-    default = None if required else p.default
     many = _is_list(base)
     kind = _type(_element(base), spec, p.name)
+    # a required parameter has no default at all: click then reports it missing
+    default: dict[str, Any] = {}
+    if not required:
+        default["default"] = () if many and p.default is None else p.default
     if isinstance(spec, Argument):
         return _Argument(
             [p.name], type=kind, required=required, nargs=-1 if many else 1,
-            metavar=spec.metavar, help=spec.help or "", default=None if many else default,
+            metavar=spec.metavar, help=spec.help or "", **default,
         )  # fmt: skip
     decls = [*(spec.decls or ("--" + p.name.rstrip("_").replace("_", "-"),)), p.name]
     flag = _element(base) is bool
     return click.Option(
         decls, type=None if flag else kind, is_flag=flag or None, multiple=many,
-        required=required, default=() if many and default is None else default,
-        metavar=spec.metavar, help=spec.help, show_default=spec.show_default,
+        required=required, metavar=spec.metavar, help=spec.help,
+        show_default=spec.show_default, **default,
     )  # fmt: skip
 
 
