@@ -17,6 +17,7 @@ from convcli.errors import ParameterError
 from convcli.imageio.tone import SUM_TOL, Hint, nonzero_bias
 from convcli.ops.padding import check_pad_mode
 from convcli.pipeline.engine import Stage
+from convcli.vocab import parse_activation
 
 
 def hint_of_stages(stages: Sequence[Stage]) -> Hint:
@@ -107,7 +108,7 @@ def _walk(stages: Sequence[Stage]) -> tuple[Hint, bool]:
             biased = nonzero_bias(opts.get("bias"))
             if biased:
                 state = "signed"
-            activation = _activation_name(str(opts.get("activation") or "none"))
+            activation = parse_activation(opts.get("activation") or None)[0].value
             state = _after_activation(state, activation)
             unit = (
                 unit
@@ -150,11 +151,6 @@ def _after_weights(state: Hint, w: np.ndarray, sums: np.ndarray) -> Hint:
     if state in ("image", "nonneg") and np.all(w >= 0):
         return "nonneg"
     return "signed"
-
-
-def _activation_name(activation: str) -> str:
-    """``relu``, ``leaky-relu``, ... from an activation spec (``Leaky_ReLU:0.2``)."""
-    return activation.partition(":")[0].strip().lower().replace("_", "-")
 
 
 def _after_activation(state: Hint, name: str) -> Hint:
