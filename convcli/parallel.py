@@ -100,7 +100,7 @@ def ahead(items: Iterator[T]) -> Iterator[T]:
     next, being made (the next after that starts when the caller asks for it).
     An exception of the producer is raised here, in order; when the caller stops
     early (an error, Ctrl-C, closing the generator) the producer stops after the
-    item it is making.
+    item it is making, and this waits for that.
     """
     done = object()
     box: queue.Queue[Any] = queue.Queue()
@@ -133,9 +133,11 @@ def ahead(items: Iterator[T]) -> Iterator[T]:
                 break
             yield item
             slots.release()  # the caller is done with this one: make the one after next
-        thread.join()
     finally:
         stop.set()
+        # wait for the item being made: it may read from a file (a memory map) that
+        # the caller closes next, which must not happen under the producer's feet
+        thread.join()
 
 
 #: Scratch buffers up to this size are kept per thread and reused across calls
