@@ -28,6 +28,7 @@ from convcli.imageio.decode import (
 )
 from convcli.imageio.limits import check_pixels, pillow_limit, resolve_max_pixels
 from convcli.imageio.png import decode_png16
+from convcli.imageio.zarrin import is_zarr
 
 
 def read_image(
@@ -74,7 +75,8 @@ def load_image(
 ) -> ImageData:
     """Read an image into an :class:`ImageData` (channels-first float array + facts).
 
-    Reads every mode Pillow opens. ``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ...
+    Reads every mode Pillow opens, and OME-Zarr / Zarr folders
+    (:mod:`convcli.imageio.zarrin`). ``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ...
     become ``L``/``LA``/``RGB``/``RGBA`` floats: ``P`` becomes ``RGB``, or ``RGBA``
     when it has transparency; ``CMYK`` and ``YCbCr`` become ``RGB``. Integer
     samples are divided by their type's maximum (255 or 65535; 16-bit data is
@@ -128,6 +130,8 @@ def load_image(
     """
     out_dtype = _float_dtype(dtype)
     limit = resolve_max_pixels(max_pixels)
+    if isinstance(source, str | os.PathLike) and is_zarr(source):
+        return _zarr_image(os.fspath(source), name, gray=gray, dtype=out_dtype, limit=limit)
     label, data = _open_source(source, name)
     try:
         with warnings.catch_warnings():
@@ -169,6 +173,18 @@ def load_image(
         if "truncated" in text.lower() or isinstance(exc, EOFError):
             raise ImageError(f"{label}: truncated image ({text})") from exc
         raise ImageError(f"{label}: broken image data ({text})") from exc
+
+
+def _zarr_image(
+    path: str, name: str | None, *, gray: bool, dtype: np.dtype, limit: int | None
+) -> ImageData:
+    """The whole image of a Zarr folder, read through its region reader."""
+    from convcli.imageio.regions import open_regions
+
+    with open_regions(path, gray=gray, dtype=dtype, max_pixels=limit) as reader:
+        _, h, w = reader.shape
+        arr = reader.read_region(0, h, 0, w)
+        return ImageData(arr, reader.channels, reader.mode, reader.bit_depth, name or path)
 
 
 def _tiff_fallback(

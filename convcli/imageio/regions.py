@@ -15,6 +15,8 @@ luma, same EXIF/TIFF orientation). The pixels stay in their native 8/16-bit
 - **PNG** (grey, RGB, RGBA without a transparency chunk; 8 or 16 bits) is
   decoded once by OpenCV straight into one native array (3 bytes a pixel for
   RGB, where Pillow keeps 4).
+- **OME-Zarr / Zarr** folders through ``zarr`` (:mod:`convcli.imageio.zarrin`):
+  only the chunks a region touches are read.
 - Everything else is decoded once by Pillow into its own native image; a
   region is cropped from it and converted.
 
@@ -43,6 +45,7 @@ from convcli.imageio.decode import (
     _to_array,
 )
 from convcli.imageio.limits import DEFAULT, check_pixels, pillow_limit, resolve_max_pixels
+from convcli.imageio.zarrin import ZarrImage, is_zarr
 
 # EXIF orientation → the numpy view that puts the stored array upright (as _orient_array)
 _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
@@ -511,6 +514,8 @@ def open_regions(
     """
     label = str(path)
     limit = resolve_max_pixels(max_pixels)
+    if is_zarr(label):
+        return _zarr_reader(label, gray=gray, dtype=dtype, limit=limit)
     try:
         with open(label, "rb") as fh:
             head = fh.read(16)
@@ -643,6 +648,16 @@ def tiff_native(
     else:
         arr = TiffSegmentReader(label)
     return arr, channels, bits, divisor, orientation
+
+
+def _zarr_reader(label: str, *, gray: bool, dtype: Any, limit: int | None) -> NativeReader:
+    source = ZarrImage(label)
+    h, w = source.shape[:2]
+    check_pixels(label, w, h, limit)
+    return _SlicedReader(
+        source, 1, channels=source.channels, mode=source.channels, bits=source.bits,
+        path=label, gray=gray, dtype=dtype, divisor=source.divisor,
+    )  # fmt: skip
 
 
 def _tiff_reader(label: str, *, gray: bool, dtype: Any, limit: int | None) -> NativeReader | None:

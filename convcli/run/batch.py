@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from convcli.errors import ParameterError, SchedulerLostError
+from convcli.imageio.zarrin import is_zarr
 from convcli.parallel import cpu_count
 from convcli.pipeline import Pipeline
 from convcli.run import cluster
@@ -72,6 +73,9 @@ def find_inputs(
 ) -> list[tuple[str, str | None]]:
     """``(path, root)`` for every input: files as given, folders searched by extension.
 
+    A Zarr folder (``*.zarr``, :func:`~convcli.imageio.zarrin.is_zarr`) is one
+    image, named or found in a folder, never searched itself.
+
     ``root`` is the folder an image was found in (None for inputs named directly),
     so its sub-folders can be mirrored under the output folder. Hidden files and
     folders are skipped; symlinked folders are followed once (loops are skipped).
@@ -95,7 +99,7 @@ def find_inputs(
     seen: set[str] = set()
     avoid = {os.path.realpath(p) for p in skip}
     for item in inputs:
-        if item == "-" or not os.path.isdir(item):
+        if item == "-" or not os.path.isdir(item) or is_zarr(item):  # a Zarr folder is one image
             pairs: Iterable[tuple[str, str | None]] = [(item, None)]
         else:
             walk = _walk(item, recursive, include, exclude, avoid - {os.path.realpath(item)})
@@ -130,9 +134,14 @@ def _walk(
             dirs[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        for name in sorted(files):
-            if name.startswith(".") or Path(name).suffix.lower() not in INPUT_EXTENSIONS:
+        zarrs = [d for d in dirs if not d.startswith(".") and is_zarr(os.path.join(folder, d))]
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in zarrs)
+        if not recursive:
+            dirs[:] = []
+        for name in sorted([*files, *zarrs]):
+            if name.startswith(".") or (
+                Path(name).suffix.lower() not in INPUT_EXTENSIONS and name not in zarrs
+            ):
                 continue
             rel = os.path.relpath(os.path.join(folder, name), root)
             if include and not any(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convcli.errors import ConvcliError, ImageError, OutputError
+from convcli.imageio.zarrin import is_zarr, zarr_stem
 from convcli.pipeline import Pipeline, Result, output_name, run
 from convcli.run.records import Outcome
 from convcli.vocab import Format
@@ -79,6 +80,8 @@ def make_job(source: str, out: str, *, root: str | None = None, single: bool = F
     extension names the file itself.
     """
     stem = "stdin" if source == "-" else Path(source).stem
+    if source != "-" and is_zarr(source):
+        stem = zarr_stem(source)
     if out == "-":
         return Job(source, stem, out, "-")
     if single and Format.of_extension(Path(out).suffix) is not None:

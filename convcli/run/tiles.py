@@ -44,8 +44,14 @@ def image_header(path: str, gray: bool) -> tuple[tuple[int, int, int], str] | No
     from PIL import Image
 
     from convcli.imageio.limits import pillow_limit
+    from convcli.imageio.zarrin import is_zarr, zarr_header
 
     try:
+        if is_zarr(path):
+            shape, channels = zarr_header(path)
+            if gray:
+                channels = {"RGB": "L", "RGBA": "LA"}.get(channels, channels)
+            return (len(channels), shape[1], shape[2]), channels
         with open(path, "rb") as fh:
             head = fh.read(4)
         if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
@@ -102,7 +108,9 @@ def tiled_reader(pipeline: Pipeline, job: Job, opts: OutputOptions) -> _Reader |
     result at once (a montage, ``--save-stages``, npz, stdout) keep the
     whole-image path; with a forced tile they are refused.
     """
-    if job.source == "-" or not os.path.isfile(job.source):
+    from convcli.imageio.zarrin import is_zarr
+
+    if job.source == "-" or not (os.path.isfile(job.source) or is_zarr(job.source)):
         return None  # stdin, a pipe, a folder, nothing: the whole-image path says what is wrong
     whole_only = []
     if opts.montage:
