@@ -270,3 +270,17 @@ def test_a_command_starts_its_prefetch_before_numpy_is_imported(tmp_path, comman
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
     )
     assert out.stdout.split() == ["False", str(img)], out.stdout + out.stderr
+
+
+def test_a_tiled_run_drops_the_prefetch_it_does_not_use(tmp_path):
+    from convcli.kernels import load_kernel
+    from convcli.pipeline import ConvStage, Pipeline
+    from convcli.run.jobs import OutputOptions, make_job, process_one
+
+    src = _save(_noise(64, 80), tmp_path / "in.png")
+    prefetch.start(str(src))
+    assert _started()
+    pipeline = Pipeline((ConvStage(load_kernel("box")),), name="b")
+    done = process_one(pipeline, make_job(str(src), str(tmp_path / "out")), OutputOptions(tile=16))
+    assert done.status == "done", done.error
+    assert prefetch.take(str(src)) is None  # nothing left holding the decoded picture

@@ -96,7 +96,7 @@ def start(source: str, *, max_pixels: int | str | None = "default") -> None:
     ``max_pixels`` is the limit the read will use (``--max-pixels``). Calling
     again drops what an earlier call started. Never raises.
     """
-    _drop()
+    drop()
     try:
         prefetch = _open(source, max_pixels)
     except Exception:  # whatever went wrong, the normal read meets it again
@@ -139,7 +139,8 @@ def take(label: str) -> Image.Image | None:
     return None
 
 
-def _drop() -> None:
+def drop() -> None:
+    """Forget a prefetch that nothing will take (a run that reads by region instead)."""
     img = take("")  # a path that never matches
     if img is not None:  # pragma: no cover (take("") gives None)
         img.close()

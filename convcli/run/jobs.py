@@ -124,6 +124,9 @@ def process_one(
 
         reader = tiled_reader(pipeline, job, opts)
         if reader is not None:
+            from convcli.imageio import prefetch
+
+            prefetch.drop()  # read by region: a decoded whole image is not wanted
             return process_tiled(
                 pipeline, job, opts, reader, t0=t0, resume=resume, on_progress=on_progress,
                 scheduler=scheduler,
